@@ -1,0 +1,108 @@
+//! The `[image]` section of crisp's configuration: how each registry host is reached.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageConfig {
+    pub registries: Vec<RegistryConfig>,
+}
+
+/// One registry host: the mirrors tried in order, then the host itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// The registry as image references name it: `docker.io`, `registry.k8s.io`, `host:port`.
+    pub host: String,
+    /// `http://host[:port]` for plain HTTP, `https://host[:port]` or `host[:port]` for TLS.
+    #[serde(default)]
+    pub mirrors: Vec<String>,
+    /// Accept TLS certificates that do not verify (self-signed) for the host and its mirrors.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryConfigError {
+    #[error("image.registries: invalid host {0:?}: want a registry host such as docker.io or 127.0.0.1:5000")]
+    Host(String),
+    #[error("image.registries: host {host:?}: invalid mirror {mirror:?}: want http://host[:port], https://host[:port] or host[:port]")]
+    Mirror { host: String, mirror: String },
+    #[error("image.registries: host {0:?} is listed twice")]
+    Duplicate(String),
+}
+
+impl ImageConfig {
+    pub fn validate(&self) -> Result<(), RegistryConfigError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for registry in &self.registries {
+            if !is_host_port(&registry.host) {
+                return Err(RegistryConfigError::Host(registry.host.clone()));
+            }
+            if !seen.insert(registry.host.as_str()) {
+                return Err(RegistryConfigError::Duplicate(registry.host.clone()));
+            }
+            for mirror in &registry.mirrors {
+                let bare = mirror.strip_prefix("http://").or_else(|| mirror.strip_prefix("https://")).unwrap_or(mirror);
+                if !is_host_port(bare.trim_end_matches('/')) {
+                    return Err(RegistryConfigError::Mirror { host: registry.host.clone(), mirror: mirror.clone() });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `host` or `host:port`, where host is a DNS name, an IPv4 address or a bracketed IPv6 one.
+fn is_host_port(s: &str) -> bool {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && (h.starts_with('[') || !h.contains(':')) => (h, Some(p)),
+        _ => (s, None),
+    };
+    let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !label.starts_with('-')
+            })
+    };
+    host_ok && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(host: &str, mirrors: &[&str]) -> ImageConfig {
+        ImageConfig {
+            registries: vec![RegistryConfig {
+                host: host.into(),
+                mirrors: mirrors.iter().map(|m| m.to_string()).collect(),
+                insecure: false,
+            }],
+        }
+    }
+
+    #[test]
+    fn accepts_hosts_and_mirrors() {
+        registry("docker.io", &["http://127.0.0.1:5000", "https://mirror.example.com", "mirror:443/"]).validate().unwrap();
+        registry("[::1]:5000", &["http://[::1]:5001"]).validate().unwrap();
+        registry("localhost", &[]).validate().unwrap();
+    }
+
+    #[test]
+    fn refuses_bad_hosts_mirrors_and_duplicates() {
+        assert!(matches!(registry("", &[]).validate(), Err(RegistryConfigError::Host(_))));
+        assert!(matches!(registry("https://docker.io", &[]).validate(), Err(RegistryConfigError::Host(_))));
+        assert!(matches!(registry("docker.io:0", &[]).validate(), Err(RegistryConfigError::Host(_))));
+        assert!(matches!(registry("docker.io", &["ftp://x"]).validate(), Err(RegistryConfigError::Mirror { .. })));
+        assert!(matches!(registry("docker.io", &["http://"]).validate(), Err(RegistryConfigError::Mirror { .. })));
+        let mut twice = registry("docker.io", &[]);
+        twice.registries.push(twice.registries[0].clone());
+        assert!(matches!(twice.validate(), Err(RegistryConfigError::Duplicate(_))));
+    }
+}

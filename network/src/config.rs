@@ -1,0 +1,27 @@
+//! The `[network]` section of crisp's configuration.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Where CNI network configurations (`*.conflist`, `*.conf`, `*.json`) are read from.
+    pub conf_dir: PathBuf,
+    /// Where CNI plugin binaries are looked up, in order.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// The network to use by its `name`; unset: the first configuration in `conf_dir` by file name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_network: Option<String>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            conf_dir: "/etc/cni/net.d".into(),
+            plugin_dirs: vec!["/usr/lib/cni".into(), "/opt/cni/bin".into()],
+            default_network: None,
+        }
+    }
+}
