@@ -1,0 +1,131 @@
+//! crisp's configuration: `crisp.toml`, then every `crisp.d/*.toml` beside it in name order,
+//! later values winning. Each domain owns its section's type; this module composes them.
+
+mod load;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crisp_image::ImageConfig;
+use crisp_network::NetworkConfig;
+use crisp_pod::PodConfig;
+use crisp_runtime::RuntimeConfig;
+use serde::{Deserialize, Serialize};
+
+pub use load::{ConfigError, load};
+
+pub const DEFAULT_PATH: &str = "/etc/crisp/crisp.toml";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub runtime: RuntimeConfig,
+    pub pod: PodConfig,
+    pub network: NetworkConfig,
+    pub image: ImageConfig,
+    pub streaming: StreamingConfig,
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The unix socket the CRI is served on.
+    pub listen: PathBuf,
+    /// Persistent state: images, containers, pods.
+    pub root: PathBuf,
+    /// Runtime state that a reboot clears.
+    pub state: PathBuf,
+    pub log_level: LogLevel,
+    pub log_format: LogFormat,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "/run/crisp/crisp.sock".into(),
+            root: "/var/lib/crisp".into(),
+            state: "/run/crisp".into(),
+            log_level: LogLevel::Info,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamingConfig {
+    /// Where Exec/Attach/PortForward are served; port 0 picks a free one.
+    pub address: SocketAddr,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        StreamingConfig { address: SocketAddr::from(([127, 0, 0, 1], 0)) }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `/metrics` is served; empty: not at all.
+    pub address: OptionalAddr,
+}
+
+/// A socket address where an empty string means "off", as operators write it in TOML.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+impl FromStr for OptionalAddr {
+    type Err = std::net::AddrParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() { Ok(OptionalAddr(None)) } else { s.parse().map(|a| OptionalAddr(Some(a))) }
+    }
+}
+
+impl TryFrom<String> for OptionalAddr {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse().map_err(|e| format!("invalid address {s:?}: {e} (want host:port, or \"\" for off)"))
+    }
+}
+
+impl From<OptionalAddr> for String {
+    fn from(a: OptionalAddr) -> String {
+        a.0.map(|a| a.to_string()).unwrap_or_default()
+    }
+}

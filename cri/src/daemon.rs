@@ -1,0 +1,43 @@
+//! What the services share: the configuration and what was learnt about the host at start.
+
+use std::sync::RwLock;
+
+use crisp_network::PodCidr;
+use crisp_runtime::{Handler, HandlerName, OomScoreAdjPolicy};
+
+use crate::config::Config;
+
+pub struct Daemon {
+    pub config: Config,
+    /// The configured runtime handlers, validated.
+    pub handlers: Vec<Handler>,
+    pub default_handler: HandlerName,
+    pub oom_score_adj: OomScoreAdjPolicy,
+    /// The node's pod CIDR from the kubelet's last `UpdateRuntimeConfig`.
+    pub pod_cidr: RwLock<Option<PodCidr>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("runtime handlers: {0}")]
+    Handler(#[from] crisp_runtime::HandlerError),
+    #[error("probing oom_score_adj limits: {0}")]
+    OomScoreAdj(std::io::Error),
+}
+
+impl Daemon {
+    pub fn new(config: Config) -> Result<Daemon, DaemonError> {
+        let handlers = config.runtime.handlers()?;
+        let default_handler = HandlerName::new(&config.runtime.default_handler)?;
+        let oom_score_adj =
+            OomScoreAdjPolicy::detect(config.runtime.restrict_oom_score_adj).map_err(DaemonError::OomScoreAdj)?;
+        Ok(Daemon { config, handlers, default_handler, oom_score_adj, pod_cidr: RwLock::new(None) })
+    }
+
+    pub fn default_handler(&self) -> &Handler {
+        self.handlers
+            .iter()
+            .find(|h| h.name == self.default_handler)
+            .expect("configuration validation keeps the default handler among the handlers")
+    }
+}

@@ -1,0 +1,9 @@
+//! The crisp daemon: configuration, the CRI gRPC services that translate CRI calls into the
+//! domain crates, and the server that hosts them.
+
+pub mod config;
+pub mod daemon;
+pub mod logging;
+pub mod server;
+mod service;
+mod status;

@@ -1,0 +1,74 @@
+//! `crisp`: the CRI daemon's command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crisp_cri::config::{self, Config};
+
+#[derive(Parser)]
+#[command(name = "crisp", version, about = "A container runtime serving the Kubernetes CRI")]
+struct Cli {
+    /// The configuration file; `crisp.d/*.toml` beside it are read after it.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the effective configuration (defaults, file and drop-ins merged) as TOML.
+    Config,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (path, required) = match cli.config {
+        Some(path) => (path, true),
+        None => (PathBuf::from(config::DEFAULT_PATH), false),
+    };
+    let config = match config::load(&path, required) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("crisp: configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Some(Command::Config) => print_config(&config),
+        None => run(config),
+    }
+}
+
+fn print_config(config: &Config) -> ExitCode {
+    match toml::to_string_pretty(config) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("crisp: cannot print the configuration: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Config) -> ExitCode {
+    crisp_cri::logging::init(&config.server);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crisp_cri::server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

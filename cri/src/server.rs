@@ -1,0 +1,138 @@
+//! The daemon's life: claim the root, take over the socket, serve until SIGTERM or SIGINT,
+//! drain, remove the socket.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_cri::v1::image_service_server::ImageServiceServer;
+use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
+use nix::fcntl::{Flock, FlockArg};
+use tokio::net::UnixListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::config::Config;
+use crate::daemon::{Daemon, DaemonError};
+use crate::service::{ImageService, RuntimeService};
+
+/// How long in-flight RPCs (long streams too) get to finish after a stop signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// CRI messages can be large (ListContainers on a dense node, ExecSync output).
+const MAX_MESSAGE_SIZE: usize = 16 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("another crisp already serves {0}: stop it first")]
+    SocketInUse(PathBuf),
+    #[error("{0} exists and is not a socket: refusing to replace it")]
+    NotASocket(PathBuf),
+    #[error("another crisp holds the root {path} (lock {lock}): stop it first")]
+    RootInUse { path: PathBuf, lock: PathBuf },
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error("serving: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    #[error("installing signal handlers: {0}")]
+    Signal(io::Error),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ServerError + '_ {
+    move |source| ServerError::Io { path: path.to_owned(), source }
+}
+
+pub async fn run(config: Config) -> Result<(), ServerError> {
+    for dir in [&config.server.root, &config.server.state] {
+        fs::DirBuilder::new().recursive(true).mode(0o711).create(dir).map_err(io_err(dir))?;
+    }
+    let _lock = lock_root(&config.server.root)?;
+    let daemon = Arc::new(Daemon::new(config)?);
+    if let Some(floor) = daemon.oom_score_adj.floor() {
+        tracing::info!(floor, "oom_score_adj is clamped to at least {floor}: the host forbids lower values or the config asks for it");
+    }
+
+    let socket = daemon.config.server.listen.clone();
+    let listener = bind(&socket)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(ServerError::Signal)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(ServerError::Signal)?;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+
+    let server = tonic::transport::Server::builder()
+        .add_service(
+            RuntimeServiceServer::new(RuntimeService::new(daemon.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE),
+        )
+        .add_service(
+            ImageServiceServer::new(ImageService)
+                .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE),
+        )
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            let _ = stop_rx.changed().await;
+        });
+    tokio::pin!(server);
+    tracing::info!(socket = %socket.display(), version = env!("CARGO_PKG_VERSION"), "crisp is serving the CRI");
+
+    let result = tokio::select! {
+        result = &mut server => result.map_err(ServerError::from),
+        signal = async { tokio::select! { _ = terminate.recv() => "SIGTERM", _ = interrupt.recv() => "SIGINT" } } => {
+            tracing::info!("{signal}: draining in-flight RPCs");
+            let _ = stop_tx.send(true);
+            match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+                Ok(result) => result.map_err(ServerError::from),
+                Err(_) => {
+                    tracing::warn!("RPCs still running after {DRAIN_TIMEOUT:?}: stopping anyway");
+                    Ok(())
+                }
+            }
+        }
+    };
+    if let Err(e) = fs::remove_file(&socket) {
+        tracing::warn!("removing {}: {e}", socket.display());
+    }
+    tracing::info!("crisp stopped");
+    result
+}
+
+/// One daemon per root: two would write the same records.
+fn lock_root(root: &Path) -> Result<Flock<File>, ServerError> {
+    let path = root.join("crisp.lock");
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+    let mut lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| match errno {
+        nix::errno::Errno::EWOULDBLOCK => ServerError::RootInUse { path: root.to_owned(), lock: path.clone() },
+        errno => ServerError::Io { path: path.clone(), source: errno.into() },
+    })?;
+    lock.set_len(0).and_then(|_| writeln!(lock, "{}", std::process::id())).map_err(io_err(&path))?;
+    Ok(lock)
+}
+
+/// Binds the socket with mode 0660. A socket file nobody answers on is left over from a crash
+/// and replaced; one a live daemon answers on is not.
+fn bind(path: &Path) -> Result<UnixListener, ServerError> {
+    if let Some(dir) = path.parent() {
+        fs::DirBuilder::new().recursive(true).mode(0o711).create(dir).map_err(io_err(dir))?;
+    }
+    match fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => return Err(ServerError::NotASocket(path.to_owned())),
+        Ok(_) => match UnixStream::connect(path) {
+            Ok(_) => return Err(ServerError::SocketInUse(path.to_owned())),
+            Err(_) => {
+                tracing::info!(socket = %path.display(), "replacing a stale socket");
+                fs::remove_file(path).map_err(io_err(path))?;
+            }
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(path)(e)),
+    }
+    let listener = UnixListener::bind(path).map_err(io_err(path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o660)).map_err(io_err(path))?;
+    Ok(listener)
+}

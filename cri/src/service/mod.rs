@@ -1,0 +1,34 @@
+//! The CRI gRPC services, one file per implemented RPC.
+
+/// Implements a CRI service trait: the RPCs written so far, and every other one answering
+/// `Unimplemented` with its name until its issue lands.
+macro_rules! cri_service {
+    (
+        impl $trait:ident for $ty:ty { $($implemented:tt)* }
+        unimplemented { $($method:ident($req:ident) -> $resp:ident = $name:literal;)* }
+    ) => {
+        #[tonic::async_trait]
+        impl $trait for $ty {
+            $($implemented)*
+            $(
+                async fn $method(
+                    &self,
+                    _: tonic::Request<k8s_cri::v1::$req>,
+                ) -> Result<tonic::Response<k8s_cri::v1::$resp>, tonic::Status> {
+                    super::rpc::serve($name, async { Err(crate::status::unimplemented($name)) }).await
+                }
+            )*
+        }
+    };
+}
+
+mod image;
+mod rpc;
+mod runtime;
+mod runtime_config;
+mod status;
+mod update_runtime_config;
+mod version;
+
+pub use image::ImageService;
+pub use runtime::RuntimeService;

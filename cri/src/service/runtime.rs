@@ -1,0 +1,92 @@
+//! The CRI `RuntimeService`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use k8s_cri::v1::runtime_service_server::RuntimeService as Service;
+use k8s_cri::v1::{
+    ContainerEventResponse, GetEventsRequest, RuntimeConfigRequest, RuntimeConfigResponse, StatusRequest,
+    StatusResponse, UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse, VersionRequest, VersionResponse,
+};
+use tonic::{Request, Response, Status};
+
+use super::rpc::serve;
+use super::{runtime_config, status, update_runtime_config, version};
+use crate::daemon::Daemon;
+
+pub struct RuntimeService {
+    daemon: Arc<Daemon>,
+}
+
+impl RuntimeService {
+    pub fn new(daemon: Arc<Daemon>) -> Self {
+        RuntimeService { daemon }
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<ContainerEventResponse, Status>> + Send>>;
+
+cri_service! {
+    impl Service for RuntimeService {
+        type GetContainerEventsStream = EventStream;
+
+        async fn version(&self, request: Request<VersionRequest>) -> Result<Response<VersionResponse>, Status> {
+            serve("Version", async { Ok(version::version(request.into_inner())) }).await
+        }
+
+        async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+            serve("Status", async { status::status(&self.daemon, request.into_inner()) }).await
+        }
+
+        async fn runtime_config(
+            &self,
+            request: Request<RuntimeConfigRequest>,
+        ) -> Result<Response<RuntimeConfigResponse>, Status> {
+            serve("RuntimeConfig", async { Ok(runtime_config::runtime_config(&self.daemon, request.into_inner())) }).await
+        }
+
+        async fn update_runtime_config(
+            &self,
+            request: Request<UpdateRuntimeConfigRequest>,
+        ) -> Result<Response<UpdateRuntimeConfigResponse>, Status> {
+            serve("UpdateRuntimeConfig", async {
+                update_runtime_config::update_runtime_config(&self.daemon, request.into_inner())
+            })
+            .await
+        }
+
+        async fn get_container_events(
+            &self,
+            _: Request<GetEventsRequest>,
+        ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
+            serve("GetContainerEvents", async { Err(crate::status::unimplemented("GetContainerEvents")) }).await
+        }
+    }
+    unimplemented {
+        run_pod_sandbox(RunPodSandboxRequest) -> RunPodSandboxResponse = "RunPodSandbox";
+        stop_pod_sandbox(StopPodSandboxRequest) -> StopPodSandboxResponse = "StopPodSandbox";
+        remove_pod_sandbox(RemovePodSandboxRequest) -> RemovePodSandboxResponse = "RemovePodSandbox";
+        pod_sandbox_status(PodSandboxStatusRequest) -> PodSandboxStatusResponse = "PodSandboxStatus";
+        list_pod_sandbox(ListPodSandboxRequest) -> ListPodSandboxResponse = "ListPodSandbox";
+        create_container(CreateContainerRequest) -> CreateContainerResponse = "CreateContainer";
+        start_container(StartContainerRequest) -> StartContainerResponse = "StartContainer";
+        stop_container(StopContainerRequest) -> StopContainerResponse = "StopContainer";
+        remove_container(RemoveContainerRequest) -> RemoveContainerResponse = "RemoveContainer";
+        list_containers(ListContainersRequest) -> ListContainersResponse = "ListContainers";
+        container_status(ContainerStatusRequest) -> ContainerStatusResponse = "ContainerStatus";
+        update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse = "UpdateContainerResources";
+        reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse = "ReopenContainerLog";
+        exec_sync(ExecSyncRequest) -> ExecSyncResponse = "ExecSync";
+        exec(ExecRequest) -> ExecResponse = "Exec";
+        attach(AttachRequest) -> AttachResponse = "Attach";
+        port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward";
+        container_stats(ContainerStatsRequest) -> ContainerStatsResponse = "ContainerStats";
+        list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse = "ListContainerStats";
+        pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse = "PodSandboxStats";
+        list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse = "ListPodSandboxStats";
+        checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse = "CheckpointContainer";
+        list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse = "ListMetricDescriptors";
+        list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";
+    }
+}

@@ -1,0 +1,62 @@
+use std::collections::HashMap;
+
+use k8s_cri::v1::{
+    RuntimeCondition, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest,
+    StatusResponse,
+};
+use tonic::Status;
+
+use crate::daemon::Daemon;
+
+/// The condition types and reasons the kubelet reads.
+const RUNTIME_READY: &str = "RuntimeReady";
+const NETWORK_READY: &str = "NetworkReady";
+const RUNTIME_NOT_READY: &str = "RuntimeNotReady";
+const NETWORK_NOT_READY: &str = "NetworkPluginNotReady";
+
+pub fn status(daemon: &Daemon, request: StatusRequest) -> Result<StatusResponse, Status> {
+    let runtime = condition(RUNTIME_READY, RUNTIME_NOT_READY, daemon.default_handler().check().map_err(|e| e.to_string()));
+    let network_config = crisp_network::conflist::pod_network(&daemon.config.network);
+    let network = condition(NETWORK_READY, NETWORK_NOT_READY, network_config.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+
+    let mut info = HashMap::new();
+    if request.verbose {
+        let json = |v: serde_json::Result<String>| v.map_err(|e| Status::internal(format!("Status: encoding info: {e}")));
+        info.insert("config".into(), json(serde_json::to_string(&daemon.config))?);
+        if let Ok(list) = &network_config {
+            info.insert("cniNetwork".into(), json(serde_json::to_string(&serde_json::json!({
+                "name": list.name,
+                "cniVersion": list.cni_version,
+                "file": list.path,
+                "plugins": list.plugins,
+            })))?);
+        }
+        info.insert("oomScoreAdjFloor".into(), json(serde_json::to_string(&daemon.oom_score_adj.floor()))?);
+        let cidr = daemon.pod_cidr.read().expect("pod CIDR lock").as_ref().map(|c| c.to_string());
+        info.insert("podCIDR".into(), json(serde_json::to_string(&cidr))?);
+    }
+
+    Ok(StatusResponse {
+        status: Some(RuntimeStatus { conditions: vec![runtime, network] }),
+        info,
+        runtime_handlers: runtime_handlers(daemon),
+        features: Some(RuntimeFeatures { supplemental_groups_policy: false }),
+    })
+}
+
+fn condition(kind: &str, not_ready_reason: &str, state: Result<(), String>) -> RuntimeCondition {
+    match state {
+        Ok(()) => RuntimeCondition { r#type: kind.into(), status: true, reason: String::new(), message: String::new() },
+        Err(message) => RuntimeCondition { r#type: kind.into(), status: false, reason: not_ready_reason.into(), message },
+    }
+}
+
+/// Each configured handler, and the default one again under the empty name, as the kubelet
+/// looks it up for pods without a RuntimeClass.
+fn runtime_handlers(daemon: &Daemon) -> Vec<RuntimeHandler> {
+    let features = || Some(RuntimeHandlerFeatures { recursive_read_only_mounts: false, user_namespaces: false });
+    std::iter::once(String::new())
+        .chain(daemon.handlers.iter().map(|h| h.name.to_string()))
+        .map(|name| RuntimeHandler { name, features: features() })
+        .collect()
+}

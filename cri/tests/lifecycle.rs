@@ -1,0 +1,146 @@
+//! End-to-end: the crisp binary's command line, configuration errors, socket and signals.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::time::Duration;
+
+use common::{Lab, assert_contains, crisp, is_socket};
+use k8s_cri::v1::VersionRequest;
+
+#[test]
+fn version_flag() {
+    let (status, out, _) = crisp(&["--version"]);
+    assert!(status.success());
+    assert_eq!(out.trim(), format!("crisp {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn config_prints_defaults_merged_with_file_and_dropins() {
+    let lab = Lab::new();
+    let path = lab.write_config("[pod]\npause_image = \"registry.k8s.io/pause:3.10\"\n");
+    let dropins = path.parent().unwrap().join("crisp.d");
+    fs::create_dir_all(&dropins).unwrap();
+    fs::write(dropins.join("50-log.toml"), "[server]\nlog_format = \"json\"\n").unwrap();
+    fs::write(dropins.join("60-kata.toml"), "[runtime.handlers.kata]\npath = \"/usr/bin/kata-runtime\"\n").unwrap();
+
+    let (status, out, err) = crisp(&["--config", path.to_str().unwrap(), "config"]);
+    assert!(status.success(), "{err}");
+    let printed: toml::Table = out.parse().unwrap();
+    assert_eq!(printed["server"]["log_format"].as_str(), Some("json"));
+    assert_eq!(printed["server"]["listen"].as_str(), lab.socket().to_str());
+    assert_eq!(printed["pod"]["pause_image"].as_str(), Some("registry.k8s.io/pause:3.10"));
+    assert_eq!(printed["runtime"]["cgroup_manager"].as_str(), Some("cgroupfs"));
+    let handlers = printed["runtime"]["handlers"].as_table().unwrap();
+    assert_eq!(handlers.keys().collect::<Vec<_>>(), ["crun", "kata", "runc"]);
+    assert_eq!(printed["metrics"]["address"].as_str(), Some(""));
+    assert_eq!(printed["streaming"]["address"].as_str(), Some("127.0.0.1:0"));
+}
+
+#[test]
+fn unknown_key_stops_the_daemon_naming_file_and_key() {
+    let lab = Lab::new();
+    let path = lab.write_config("[runtime]\ncgroup_manger = \"systemd\"\n");
+    let (status, _, err) = crisp(&["--config", path.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert_contains(&err, &format!("{}: key `runtime.cgroup_manger`", path.display()));
+    assert!(!lab.socket().exists());
+}
+
+#[test]
+fn wrong_type_in_a_dropin_names_the_dropin_and_key() {
+    let lab = Lab::new();
+    let path = lab.write_config("");
+    let dropin = path.parent().unwrap().join("crisp.d/10-bad.toml");
+    fs::create_dir_all(dropin.parent().unwrap()).unwrap();
+    fs::write(&dropin, "[network]\nplugin_dirs = \"/usr/lib/cni\"\n").unwrap();
+    let (status, _, err) = crisp(&["--config", path.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert_contains(&err, &format!("{}: key `network.plugin_dirs`", dropin.display()));
+    assert_contains(&err, "expected a sequence");
+}
+
+#[test]
+fn named_config_file_must_exist() {
+    let lab = Lab::new();
+    let missing = lab.path("absent.toml");
+    let (status, _, err) = crisp(&["--config", missing.to_str().unwrap(), "config"]);
+    assert_eq!(status.code(), Some(2));
+    assert_contains(&err, &format!("{}: cannot read", missing.display()));
+}
+
+#[tokio::test]
+async fn sigterm_and_sigint_drain_exit_zero_and_remove_the_socket() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let lab = Lab::new();
+        lab.write_config("");
+        let mut daemon = lab.start();
+        let mode = fs::metadata(lab.socket()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        daemon.client().await.runtime.version(VersionRequest::default()).await.unwrap();
+
+        daemon.signal(signal);
+        let status = daemon.wait_exit(Duration::from_secs(15));
+        assert_eq!(status.code(), Some(0), "signal {signal}:\n{}", daemon.logs());
+        assert!(!lab.socket().exists(), "socket left behind");
+        assert_contains(&daemon.logs(), "draining in-flight RPCs");
+    }
+}
+
+#[tokio::test]
+async fn a_stale_socket_is_replaced() {
+    let lab = Lab::new();
+    lab.write_config("");
+    fs::create_dir_all(lab.socket().parent().unwrap()).unwrap();
+    drop(UnixListener::bind(lab.socket()).unwrap());
+    assert!(is_socket(&lab.socket()));
+    let daemon = lab.start();
+    daemon.client().await.runtime.version(VersionRequest::default()).await.unwrap();
+    assert_contains(&daemon.logs(), "replacing a stale socket");
+}
+
+#[tokio::test]
+async fn a_live_daemon_is_not_replaced() {
+    let lab = Lab::new();
+    lab.write_config("");
+    let first = lab.start();
+
+    // Same socket, another root: the socket answers, so the second daemon refuses it.
+    let other = Lab::new();
+    let config = other.write_config("");
+    let text = fs::read_to_string(&config).unwrap().replace(
+        &format!("listen = {:?}", other.socket()),
+        &format!("listen = {:?}", lab.socket()),
+    );
+    fs::write(&config, text).unwrap();
+    let (status, _, err) = crisp(&["--config", config.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_contains(&err, &format!("another crisp already serves {}", lab.socket().display()));
+
+    // Same root, another socket: the root's lock refuses it.
+    let text = fs::read_to_string(lab.config_path()).unwrap().replace(
+        &format!("listen = {:?}", lab.socket()),
+        &format!("listen = {:?}", other.socket()),
+    );
+    fs::write(&config, text).unwrap();
+    let (status, _, err) = crisp(&["--config", config.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_contains(&err, "another crisp holds the root");
+    assert!(!other.socket().exists());
+
+    first.client().await.runtime.version(VersionRequest::default()).await.unwrap();
+}
+
+#[test]
+fn a_file_in_the_sockets_place_is_not_replaced() {
+    let lab = Lab::new();
+    lab.write_config("");
+    fs::create_dir_all(lab.socket().parent().unwrap()).unwrap();
+    fs::write(lab.socket(), "precious").unwrap();
+    let (status, _, err) = crisp(&["--config", lab.config_path().to_str().unwrap()]);
+    assert_eq!(status.code(), Some(1));
+    assert_contains(&err, "exists and is not a socket");
+    assert_eq!(fs::read_to_string(lab.socket()).unwrap(), "precious");
+}

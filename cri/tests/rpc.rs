@@ -1,0 +1,175 @@
+//! End-to-end: the CRI RPCs of a real crisp daemon, over its socket.
+
+mod common;
+
+use std::fs;
+use std::time::Duration;
+
+use common::{BRIDGE_CONFLIST, Lab, assert_contains};
+use crisp_conformance::suite::{self, Selection, Verdict};
+use k8s_cri::v1::{
+    CgroupDriver, GetEventsRequest, ImageSpec, NetworkConfig, PullImageRequest, RunPodSandboxRequest, RuntimeConfig,
+    RuntimeConfigRequest, StatusRequest, UpdateRuntimeConfigRequest, VersionRequest,
+};
+use tonic::Code;
+
+fn condition(response: &k8s_cri::v1::StatusResponse, kind: &str) -> k8s_cri::v1::RuntimeCondition {
+    let status = response.status.as_ref().expect("status");
+    status.conditions.iter().find(|c| c.r#type == kind).unwrap_or_else(|| panic!("no {kind}")).clone()
+}
+
+#[tokio::test]
+async fn conformance_suite_passes() {
+    let lab = Lab::new();
+    fs::write(lab.cni_dir().join("10-test.conflist"), BRIDGE_CONFLIST).unwrap();
+    lab.write_config("");
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+    let report = suite::run(&mut client, &Selection::default(), |_| {}).await;
+    let not_passed: Vec<_> = report.outcomes.iter().filter(|o| o.verdict != Verdict::Pass).map(|o| o.to_string()).collect();
+    assert!(not_passed.is_empty(), "{}\n{}", not_passed.join("\n"), daemon.logs());
+    assert_eq!(report.passed(), suite::cases().len());
+}
+
+#[tokio::test]
+async fn version_names_crisp() {
+    let lab = Lab::new();
+    lab.write_config("");
+    let daemon = lab.start();
+    let v = daemon.client().await.runtime.version(VersionRequest::default()).await.unwrap().into_inner();
+    assert_eq!(v.runtime_name, "crisp");
+    assert_eq!(v.runtime_api_version, "v1");
+    assert_eq!(v.runtime_version, env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test]
+async fn network_ready_follows_the_conf_dir_without_restart() {
+    let lab = Lab::new();
+    lab.write_config("");
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+    let status = || {
+        let mut client = client.runtime.clone();
+        async move { client.status(StatusRequest { verbose: false }).await.unwrap().into_inner() }
+    };
+
+    let network = condition(&status().await, "NetworkReady");
+    assert!(!network.status);
+    assert_eq!(network.reason, "NetworkPluginNotReady");
+    assert_contains(&network.message, &format!("no CNI network config in {}", lab.cni_dir().display()));
+    assert!(condition(&status().await, "RuntimeReady").status, "{}", daemon.logs());
+
+    let conflist = lab.cni_dir().join("10-test.conflist");
+    fs::write(&conflist, BRIDGE_CONFLIST).unwrap();
+    let network = condition(&status().await, "NetworkReady");
+    assert!(network.status, "{network:?}");
+    assert_eq!(network.reason, "");
+
+    // A conflist naming a plugin that is not installed is no network.
+    fs::write(&conflist, BRIDGE_CONFLIST.replace("\"portmap\"", "\"no-such-plugin\"")).unwrap();
+    let network = condition(&status().await, "NetworkReady");
+    assert!(!network.status);
+    assert_contains(&network.message, "CNI plugin \"no-such-plugin\" not found");
+
+    fs::remove_file(&conflist).unwrap();
+    assert!(!condition(&status().await, "NetworkReady").status);
+    client.runtime.version(VersionRequest::default()).await.unwrap();
+}
+
+#[tokio::test]
+async fn runtime_not_ready_without_its_binary() {
+    let lab = Lab::new();
+    lab.write_config("[runtime.handlers.runc]\npath = \"/nonexistent/runc\"\n");
+    let daemon = lab.start();
+    let response = daemon.client().await.runtime.status(StatusRequest::default()).await.unwrap().into_inner();
+    let runtime = condition(&response, "RuntimeReady");
+    assert!(!runtime.status);
+    assert_eq!(runtime.reason, "RuntimeNotReady");
+    assert_contains(&runtime.message, "/nonexistent/runc");
+}
+
+#[tokio::test]
+async fn status_lists_handlers_and_verbose_info() {
+    let lab = Lab::new();
+    lab.write_config("");
+    let daemon = lab.start();
+    let response = daemon.client().await.runtime.status(StatusRequest { verbose: true }).await.unwrap().into_inner();
+    let names: Vec<_> = response.runtime_handlers.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["", "crun", "runc"]);
+    let config: serde_json::Value = serde_json::from_str(&response.info["config"]).unwrap();
+    assert_eq!(config["server"]["listen"], lab.socket().to_str().unwrap());
+    assert_eq!(config["runtime"]["default_handler"], "runc");
+    // The host's limit on oom_score_adj is probed at start: a process like the daemon (same
+    // score, same privileges) that cannot go one below its own score means a floor there.
+    let floor: Option<i32> = serde_json::from_str(&response.info["oomScoreAdjFloor"]).unwrap();
+    let own: i32 = fs::read_to_string("/proc/self/oom_score_adj").unwrap().trim().parse().unwrap();
+    let lowered = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo {} > /proc/self/oom_score_adj", own - 1))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert_eq!(floor, if lowered { None } else { Some(own) });
+}
+
+#[tokio::test]
+async fn update_runtime_config_keeps_the_pod_cidr() {
+    let lab = Lab::new();
+    lab.write_config("");
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+    let update = |cidr: &str| UpdateRuntimeConfigRequest {
+        runtime_config: Some(RuntimeConfig { network_config: Some(NetworkConfig { pod_cidr: cidr.into() }) }),
+    };
+    let pod_cidr = |response: k8s_cri::v1::StatusResponse| -> Option<String> {
+        serde_json::from_str(&response.info["podCIDR"]).unwrap()
+    };
+
+    let status = client.runtime.status(StatusRequest { verbose: true }).await.unwrap().into_inner();
+    assert_eq!(pod_cidr(status), None);
+
+    client.runtime.update_runtime_config(update("10.88.0.0/16,fd00::/64")).await.unwrap();
+    let err = client.runtime.update_runtime_config(update("10.88.0.0/99")).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_contains(err.message(), "invalid pod CIDR \"10.88.0.0/99\"");
+    // Neither the bad update nor an empty one loses the CIDR.
+    client.runtime.update_runtime_config(update("")).await.unwrap();
+    let status = client.runtime.status(StatusRequest { verbose: true }).await.unwrap().into_inner();
+    assert_eq!(pod_cidr(status).as_deref(), Some("10.88.0.0/16,fd00::/64"));
+}
+
+#[tokio::test]
+async fn runtime_config_reports_the_cgroup_driver() {
+    for (manager, driver) in [("cgroupfs", CgroupDriver::Cgroupfs), ("systemd", CgroupDriver::Systemd)] {
+        let lab = Lab::new();
+        lab.write_config(&format!("[runtime]\ncgroup_manager = \"{manager}\"\n"));
+        let daemon = lab.start();
+        let response = daemon.client().await.runtime.runtime_config(RuntimeConfigRequest {}).await.unwrap().into_inner();
+        assert_eq!(response.linux.unwrap().cgroup_driver(), driver);
+    }
+}
+
+#[tokio::test]
+async fn rpcs_not_yet_landed_say_which() {
+    let lab = Lab::new();
+    lab.write_config("");
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+
+    let err = client.runtime.run_pod_sandbox(RunPodSandboxRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
+    assert_eq!(err.message(), "RunPodSandbox is not implemented by crisp yet");
+
+    let pull = PullImageRequest { image: Some(ImageSpec { image: "busybox".into(), ..Default::default() }), ..Default::default() };
+    let err = client.image.pull_image(pull).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
+    assert_eq!(err.message(), "PullImage is not implemented by crisp yet");
+
+    let err = client.runtime.get_container_events(GetEventsRequest {}).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
+    assert_contains(err.message(), "GetContainerEvents");
+
+    // The connection and the daemon are still fine.
+    tokio::time::timeout(Duration::from_secs(5), client.runtime.version(VersionRequest::default())).await.unwrap().unwrap();
+}
