@@ -77,15 +77,19 @@ async fn sigterm_and_sigint_drain_exit_zero_and_remove_the_socket() {
         let lab = Lab::new();
         lab.write_config("");
         let mut daemon = lab.start();
+        // A client that stays connected, as the kubelet does, must not hold up the exit.
+        let mut client = daemon.client().await;
         let mode = fs::metadata(lab.socket()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o660);
-        daemon.client().await.runtime.version(VersionRequest::default()).await.unwrap();
+        client.runtime.version(VersionRequest::default()).await.unwrap();
 
         daemon.signal(signal);
-        let status = daemon.wait_exit(Duration::from_secs(15));
+        let status = daemon.wait_exit(Duration::from_secs(15)).await;
         assert_eq!(status.code(), Some(0), "signal {signal}:\n{}", daemon.logs());
         assert!(!lab.socket().exists(), "socket left behind");
         assert_contains(&daemon.logs(), "draining in-flight RPCs");
+        assert!(!daemon.logs().contains("stopping anyway"), "an idle connection held up the drain");
+        drop(client);
     }
 }
 
@@ -143,4 +147,20 @@ fn a_file_in_the_sockets_place_is_not_replaced() {
     assert_eq!(status.code(), Some(1));
     assert_contains(&err, "exists and is not a socket");
     assert_eq!(fs::read_to_string(lab.socket()).unwrap(), "precious");
+}
+
+/// The shipped example config is the defaults plus the lab's registry mirrors.
+#[test]
+fn contrib_config_is_valid() {
+    let contrib = concat!(env!("CARGO_MANIFEST_DIR"), "/../contrib/crisp.toml");
+    let (status, out, err) = crisp(&["--config", contrib, "config"]);
+    assert!(status.success(), "{err}");
+    let (status, defaults, err) = crisp(&["--config", "/dev/null", "config"]);
+    assert!(status.success(), "{err}");
+    let mut printed: toml::Table = out.parse().unwrap();
+    let registries = printed["image"]["registries"].as_array().unwrap().clone();
+    let hosts: Vec<_> = registries.iter().map(|r| r["host"].as_str().unwrap()).collect();
+    assert_eq!(hosts, ["docker.io", "registry.k8s.io"]);
+    printed["image"].as_table_mut().unwrap().insert("registries".into(), toml::Value::Array(vec![]));
+    assert_eq!(printed, defaults.parse::<toml::Table>().unwrap());
 }

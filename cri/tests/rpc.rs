@@ -31,6 +31,53 @@ async fn conformance_suite_passes() {
     assert_eq!(report.passed(), suite::cases().len());
 }
 
+/// The runner binary prints a line per case and the closing counts, and writes JSON.
+#[tokio::test]
+async fn conformance_runner_binary_reports() {
+    let runner = std::path::Path::new(common::CRISP).with_file_name("crisp-conformance");
+    assert!(runner.exists(), "{} is missing: build the workspace's binaries first (contrib/test.sh does)", runner.display());
+    let lab = Lab::new();
+    lab.write_config("");
+    let daemon = lab.start();
+    let json = lab.path("report.json");
+    let out = std::process::Command::new(&runner)
+        .args(["--endpoint", &format!("unix://{}", daemon.socket.display()), "--focus", "runtime/", "--skip", "verbose"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<_> = stdout.lines().collect();
+    let ran = suite::cases().iter().filter(|c| c.name.starts_with("runtime/") && !c.name.contains("verbose")).count();
+    assert_eq!(lines.len(), ran + 1, "{stdout}");
+    assert!(lines.iter().take(ran).all(|l| l.starts_with("PASS runtime/")), "{stdout}");
+    assert!(!stdout.contains("verbose"));
+    assert_eq!(lines[ran], format!("{ran} passed, 0 failed, 0 skipped"));
+    let report: serde_json::Value = serde_json::from_str(&fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["outcomes"].as_array().unwrap().len(), ran);
+
+    // Nothing listens on a socket that does not exist: a clear error, exit 2.
+    let out = std::process::Command::new(&runner).args(["--endpoint", "unix:///nonexistent.sock"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_contains(&String::from_utf8_lossy(&out.stderr), "connecting to /nonexistent.sock");
+}
+
+/// The shipped CNI conflist is a ready network with Debian's plugins.
+#[tokio::test]
+async fn contrib_conflist_makes_the_network_ready() {
+    let lab = Lab::new();
+    let conflist = concat!(env!("CARGO_MANIFEST_DIR"), "/../contrib/cni/10-crisp-bridge.conflist");
+    fs::copy(conflist, lab.cni_dir().join("10-crisp-bridge.conflist")).unwrap();
+    lab.write_config("");
+    let daemon = lab.start();
+    let response = daemon.client().await.runtime.status(StatusRequest::default()).await.unwrap().into_inner();
+    let network = condition(&response, "NetworkReady");
+    assert!(network.status, "{network:?}");
+    let text = fs::read_to_string(conflist).unwrap();
+    assert_contains(&text, "\"ipMasq\": false");
+}
+
 #[tokio::test]
 async fn version_names_crisp() {
     let lab = Lab::new();

@@ -116,15 +116,17 @@ impl Daemon {
         assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, signal) }, 0);
     }
 
-    /// Waits for the daemon to exit on its own, failing the test if it takes too long.
-    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+    /// Waits for the daemon to exit on its own, failing the test if it takes too long. Async so
+    /// that the test's clients keep being polled and answer the server's shutdown handshake,
+    /// as a live kubelet would.
+    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
             assert!(Instant::now() < deadline, "crisp still running after {within:?}:\n{}", self.logs());
-            sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
