@@ -10,7 +10,6 @@ packages=(
   protobuf-compiler              # k8s-cri's build runs protoc
   iproute2 iptables              # netns, veth and host-port inspection
   libc6-dev                      # static libc for the built-in pause program
-  apache2-utils                  # htpasswd for the lab's authenticated registry
   procps psmisc util-linux       # pgrep, fuser, nsenter, mount in tests
   curl ca-certificates
 )

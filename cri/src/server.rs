@@ -55,7 +55,10 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     let _lock = lock_root(&config.server.root)?;
     let daemon = Arc::new(Daemon::new(config)?);
     if let Some(floor) = daemon.oom_score_adj.floor() {
-        tracing::info!(floor, "oom_score_adj is clamped to at least {floor}: the host forbids lower values or the config asks for it");
+        tracing::info!(
+            floor,
+            "oom_score_adj is clamped to at least {floor}: the host forbids lower values or the config asks for it"
+        );
     }
 
     let socket = daemon.config.server.listen.clone();

@@ -114,20 +114,18 @@ async fn a_live_daemon_is_not_replaced() {
     // Same socket, another root: the socket answers, so the second daemon refuses it.
     let other = Lab::new();
     let config = other.write_config("");
-    let text = fs::read_to_string(&config).unwrap().replace(
-        &format!("listen = {:?}", other.socket()),
-        &format!("listen = {:?}", lab.socket()),
-    );
+    let text = fs::read_to_string(&config)
+        .unwrap()
+        .replace(&format!("listen = {:?}", other.socket()), &format!("listen = {:?}", lab.socket()));
     fs::write(&config, text).unwrap();
     let (status, _, err) = crisp(&["--config", config.to_str().unwrap()]);
     assert_eq!(status.code(), Some(1), "{err}");
     assert_contains(&err, &format!("another crisp already serves {}", lab.socket().display()));
 
     // Same root, another socket: the root's lock refuses it.
-    let text = fs::read_to_string(lab.config_path()).unwrap().replace(
-        &format!("listen = {:?}", lab.socket()),
-        &format!("listen = {:?}", other.socket()),
-    );
+    let text = fs::read_to_string(lab.config_path())
+        .unwrap()
+        .replace(&format!("listen = {:?}", lab.socket()), &format!("listen = {:?}", other.socket()));
     fs::write(&config, text).unwrap();
     let (status, _, err) = crisp(&["--config", config.to_str().unwrap()]);
     assert_eq!(status.code(), Some(1), "{err}");

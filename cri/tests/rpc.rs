@@ -26,7 +26,8 @@ async fn conformance_suite_passes() {
     let daemon = lab.start();
     let mut client = daemon.client().await;
     let report = suite::run(&mut client, &Selection::default(), |_| {}).await;
-    let not_passed: Vec<_> = report.outcomes.iter().filter(|o| o.verdict != Verdict::Pass).map(|o| o.to_string()).collect();
+    let not_passed: Vec<_> =
+        report.outcomes.iter().filter(|o| o.verdict != Verdict::Pass).map(|o| o.to_string()).collect();
     assert!(not_passed.is_empty(), "{}\n{}", not_passed.join("\n"), daemon.logs());
     assert_eq!(report.passed(), suite::cases().len());
 }
@@ -35,13 +36,24 @@ async fn conformance_suite_passes() {
 #[tokio::test]
 async fn conformance_runner_binary_reports() {
     let runner = std::path::Path::new(common::CRISP).with_file_name("crisp-conformance");
-    assert!(runner.exists(), "{} is missing: build the workspace's binaries first (contrib/test.sh does)", runner.display());
+    assert!(
+        runner.exists(),
+        "{} is missing: build the workspace's binaries first (contrib/test.sh does)",
+        runner.display()
+    );
     let lab = Lab::new();
     lab.write_config("");
     let daemon = lab.start();
     let json = lab.path("report.json");
     let out = std::process::Command::new(&runner)
-        .args(["--endpoint", &format!("unix://{}", daemon.socket.display()), "--focus", "runtime/", "--skip", "verbose"])
+        .args([
+            "--endpoint",
+            &format!("unix://{}", daemon.socket.display()),
+            "--focus",
+            "runtime/",
+            "--skip",
+            "verbose",
+        ])
         .arg("--json")
         .arg(&json)
         .output()
@@ -192,7 +204,8 @@ async fn runtime_config_reports_the_cgroup_driver() {
         let lab = Lab::new();
         lab.write_config(&format!("[runtime]\ncgroup_manager = \"{manager}\"\n"));
         let daemon = lab.start();
-        let response = daemon.client().await.runtime.runtime_config(RuntimeConfigRequest {}).await.unwrap().into_inner();
+        let response =
+            daemon.client().await.runtime.runtime_config(RuntimeConfigRequest {}).await.unwrap().into_inner();
         assert_eq!(response.linux.unwrap().cgroup_driver(), driver);
     }
 }
@@ -208,7 +221,10 @@ async fn rpcs_not_yet_landed_say_which() {
     assert_eq!(err.code(), Code::Unimplemented);
     assert_eq!(err.message(), "RunPodSandbox is not implemented by crisp yet");
 
-    let pull = PullImageRequest { image: Some(ImageSpec { image: "busybox".into(), ..Default::default() }), ..Default::default() };
+    let pull = PullImageRequest {
+        image: Some(ImageSpec { image: "busybox".into(), ..Default::default() }),
+        ..Default::default()
+    };
     let err = client.image.pull_image(pull).await.unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
     assert_eq!(err.message(), "PullImage is not implemented by crisp yet");
@@ -218,5 +234,8 @@ async fn rpcs_not_yet_landed_say_which() {
     assert_contains(err.message(), "GetContainerEvents");
 
     // The connection and the daemon are still fine.
-    tokio::time::timeout(Duration::from_secs(5), client.runtime.version(VersionRequest::default())).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), client.runtime.version(VersionRequest::default()))
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -26,7 +26,9 @@ pub struct RegistryConfig {
 pub enum RegistryConfigError {
     #[error("image.registries: invalid host {0:?}: want a registry host such as docker.io or 127.0.0.1:5000")]
     Host(String),
-    #[error("image.registries: host {host:?}: invalid mirror {mirror:?}: want http://host[:port], https://host[:port] or host[:port]")]
+    #[error(
+        "image.registries: host {host:?}: invalid mirror {mirror:?}: want http://host[:port], https://host[:port] or host[:port]"
+    )]
     Mirror { host: String, mirror: String },
     #[error("image.registries: host {0:?} is listed twice")]
     Duplicate(String),
@@ -89,7 +91,9 @@ mod tests {
 
     #[test]
     fn accepts_hosts_and_mirrors() {
-        registry("docker.io", &["http://127.0.0.1:5000", "https://mirror.example.com", "mirror:443/"]).validate().unwrap();
+        registry("docker.io", &["http://127.0.0.1:5000", "https://mirror.example.com", "mirror:443/"])
+            .validate()
+            .unwrap();
         registry("[::1]:5000", &["http://[::1]:5001"]).validate().unwrap();
         registry("localhost", &[]).validate().unwrap();
     }

@@ -62,7 +62,9 @@ impl ConfList {
         let plugins = if path.extension().is_some_and(|e| e == "conflist") {
             match value.get_mut("plugins").map(Value::take) {
                 Some(Value::Array(plugins)) => plugins,
-                _ => return Err(ConfListError::Invalid { path: path.to_owned(), reason: "no \"plugins\" list".into() }),
+                _ => {
+                    return Err(ConfListError::Invalid { path: path.to_owned(), reason: "no \"plugins\" list".into() });
+                }
             }
         } else {
             vec![value]
@@ -142,7 +144,11 @@ pub fn pod_network(config: &NetworkConfig) -> Result<ConfList, NetworkNotReady> 
         Some(name) => format!("no CNI network named {name:?} in {}", dir.display()),
         None => format!("no CNI network config in {}", dir.display()),
     };
-    Err(NetworkNotReady(if rejected.is_empty() { wanted } else { format!("{wanted}; rejected: {}", rejected.join("; ")) }))
+    Err(NetworkNotReady(if rejected.is_empty() {
+        wanted
+    } else {
+        format!("{wanted}; rejected: {}", rejected.join("; "))
+    }))
 }
 
 fn join_paths(paths: &[PathBuf]) -> String {

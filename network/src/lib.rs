@@ -1,7 +1,7 @@
 //! Pod networking: CNI network configurations and, later, plugin invocation and netns.
 
-pub mod conflist;
 pub mod config;
+pub mod conflist;
 pub mod pod_cidr;
 
 pub use config::NetworkConfig;

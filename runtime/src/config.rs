@@ -52,9 +52,6 @@ impl Default for RuntimeConfig {
 impl RuntimeConfig {
     /// The configured handlers, checked for names the CRI can carry.
     pub fn handlers(&self) -> Result<Vec<Handler>, crate::HandlerError> {
-        self.handlers
-            .iter()
-            .map(|(name, h)| Ok(Handler::new(HandlerName::new(name)?, h.path.clone())))
-            .collect()
+        self.handlers.iter().map(|(name, h)| Ok(Handler::new(HandlerName::new(name)?, h.path.clone()))).collect()
     }
 }

@@ -37,7 +37,8 @@ pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
         let text = fs::read_to_string(&dropin).map_err(|source| ConfigError::Read { path: dropin.clone(), source })?;
         merge(&mut merged, parse_file(&dropin, &text)?);
     }
-    let config: Config = merged.try_into().map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+    let config: Config =
+        merged.try_into().map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
     validate(&config)?;
     Ok(config)
 }
@@ -162,7 +163,8 @@ mod tests {
         let files = Files::new();
         files.write("crisp.toml", "[server]\nlog_level = \"debug\"\nroot = \"/a\"\n");
         files.write("crisp.d/20-b.toml", "[server]\nroot = \"/c\"\n");
-        files.write("crisp.d/10-a.toml", "[server]\nroot = \"/b\"\n[runtime.handlers.kata]\npath = \"/usr/bin/kata\"\n");
+        files
+            .write("crisp.d/10-a.toml", "[server]\nroot = \"/b\"\n[runtime.handlers.kata]\npath = \"/usr/bin/kata\"\n");
         files.write("crisp.d/30-ignored.conf", "not toml at all");
         let config = files.load().unwrap();
         assert_eq!(config.server.root, PathBuf::from("/c"));
@@ -179,7 +181,10 @@ mod tests {
             "crisp.toml",
             "[[image.registries]]\nhost = \"docker.io\"\n[[image.registries]]\nhost = \"quay.io\"\n",
         );
-        files.write("crisp.d/10.toml", "[[image.registries]]\nhost = \"registry.k8s.io\"\nmirrors = [\"http://127.0.0.1:5000\"]\n");
+        files.write(
+            "crisp.d/10.toml",
+            "[[image.registries]]\nhost = \"registry.k8s.io\"\nmirrors = [\"http://127.0.0.1:5000\"]\n",
+        );
         let config = files.load().unwrap();
         assert_eq!(config.image.registries.len(), 1);
         assert_eq!(config.image.registries[0].mirrors, ["http://127.0.0.1:5000"]);

@@ -20,7 +20,9 @@ pub async fn serve<T>(rpc: &'static str, work: impl Future<Output = Result<T, St
     });
     match &result {
         Ok(_) => tracing::debug!(rpc, elapsed = ?started.elapsed(), "ok"),
-        Err(status) => tracing::debug!(rpc, elapsed = ?started.elapsed(), code = ?status.code(), "{}", status.message()),
+        Err(status) => {
+            tracing::debug!(rpc, elapsed = ?started.elapsed(), code = ?status.code(), "{}", status.message())
+        }
     }
     result.map(Response::new)
 }

@@ -15,21 +15,27 @@ const RUNTIME_NOT_READY: &str = "RuntimeNotReady";
 const NETWORK_NOT_READY: &str = "NetworkPluginNotReady";
 
 pub fn status(daemon: &Daemon, request: StatusRequest) -> Result<StatusResponse, Status> {
-    let runtime = condition(RUNTIME_READY, RUNTIME_NOT_READY, daemon.default_handler().check().map_err(|e| e.to_string()));
+    let runtime =
+        condition(RUNTIME_READY, RUNTIME_NOT_READY, daemon.default_handler().check().map_err(|e| e.to_string()));
     let network_config = crisp_network::conflist::pod_network(&daemon.config.network);
-    let network = condition(NETWORK_READY, NETWORK_NOT_READY, network_config.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+    let network =
+        condition(NETWORK_READY, NETWORK_NOT_READY, network_config.as_ref().map(|_| ()).map_err(|e| e.to_string()));
 
     let mut info = HashMap::new();
     if request.verbose {
-        let json = |v: serde_json::Result<String>| v.map_err(|e| Status::internal(format!("Status: encoding info: {e}")));
+        let json =
+            |v: serde_json::Result<String>| v.map_err(|e| Status::internal(format!("Status: encoding info: {e}")));
         info.insert("config".into(), json(serde_json::to_string(&daemon.config))?);
         if let Ok(list) = &network_config {
-            info.insert("cniNetwork".into(), json(serde_json::to_string(&serde_json::json!({
-                "name": list.name,
-                "cniVersion": list.cni_version,
-                "file": list.path,
-                "plugins": list.plugins,
-            })))?);
+            info.insert(
+                "cniNetwork".into(),
+                json(serde_json::to_string(&serde_json::json!({
+                    "name": list.name,
+                    "cniVersion": list.cni_version,
+                    "file": list.path,
+                    "plugins": list.plugins,
+                })))?,
+            );
         }
         info.insert("oomScoreAdjFloor".into(), json(serde_json::to_string(&daemon.oom_score_adj.floor()))?);
         let cidr = daemon.pod_cidr.read().expect("pod CIDR lock").as_ref().map(|c| c.to_string());
@@ -47,7 +53,9 @@ pub fn status(daemon: &Daemon, request: StatusRequest) -> Result<StatusResponse,
 fn condition(kind: &str, not_ready_reason: &str, state: Result<(), String>) -> RuntimeCondition {
     match state {
         Ok(()) => RuntimeCondition { r#type: kind.into(), status: true, reason: String::new(), message: String::new() },
-        Err(message) => RuntimeCondition { r#type: kind.into(), status: false, reason: not_ready_reason.into(), message },
+        Err(message) => {
+            RuntimeCondition { r#type: kind.into(), status: false, reason: not_ready_reason.into(), message }
+        }
     }
 }
 

@@ -98,7 +98,12 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("crisp exited during start ({status}):\n{}", self.logs());
             }
-            assert!(Instant::now() < deadline, "crisp did not serve {} within {START_TIMEOUT:?}:\n{}", self.socket.display(), self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "crisp did not serve {} within {START_TIMEOUT:?}:\n{}",
+                self.socket.display(),
+                self.logs()
+            );
             sleep(Duration::from_millis(20));
         }
     }

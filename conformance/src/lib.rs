@@ -1,0 +1,6 @@
+//! A CRI client for any CRI socket: the conformance suite, and the test lab (a local registry
+//! and the images the suite runs) that crisp's own end-to-end tests share.
+
+pub mod client;
+pub mod lab;
+pub mod suite;
