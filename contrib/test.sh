@@ -9,4 +9,13 @@ cd "$(dirname "$0")/.."
 bash contrib/install-deps.sh
 # Every binary first: end-to-end tests run the daemon, the lab and the conformance runner.
 cargo build --locked --workspace --bins
-cargo test --locked --workspace --no-fail-fast
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --locked --workspace --all-targets --no-fail-fast 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# cargo prints a result line per test binary; one total closes the run.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
