@@ -3,7 +3,7 @@
 use http::HeaderValue;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
-use oci_client::manifest::OCI_IMAGE_MEDIA_TYPE;
+use oci_client::manifest::{OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 
@@ -36,9 +36,54 @@ pub async fn push(
     image: &Image,
     auth: &RegistryAuth,
 ) -> Result<Digest, LabError> {
+    client
+        .auth(reference, auth, RegistryOperation::Push)
+        .await
+        .map_err(|e| distribution_error("authenticate to push", reference, e))?;
+    push_content(client, reference, image).await
+}
+
+/// Pushes each image by digest and an OCI index over them, tagged as `reference`; each image
+/// is listed for `linux` and the architecture given beside it. Returns the index's digest.
+pub async fn push_index(
+    client: &Client,
+    reference: &Reference,
+    platforms: &[(&Image, &str)],
+    auth: &RegistryAuth,
+) -> Result<Digest, LabError> {
     let failed = |operation| move |source| distribution_error(operation, reference, source);
     client.auth(reference, auth, RegistryOperation::Push).await.map_err(failed("authenticate to push"))?;
+    let mut manifests = Vec::new();
+    for (image, architecture) in platforms {
+        let by_digest = Reference::with_digest(
+            reference.registry().to_owned(),
+            reference.repository().to_owned(),
+            image.manifest_digest().as_str().to_owned(),
+        );
+        push_content(client, &by_digest, image).await?;
+        manifests.push(serde_json::json!({
+            "mediaType": OCI_IMAGE_MEDIA_TYPE,
+            "digest": image.manifest_digest().as_str(),
+            "size": image.manifest().len(),
+            "platform": {"os": "linux", "architecture": architecture},
+        }));
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_IMAGE_INDEX_MEDIA_TYPE,
+        "manifests": manifests,
+    }))
+    .map_err(LabError::Json)?;
+    client
+        .push_manifest_raw(reference, index.clone(), HeaderValue::from_static(OCI_IMAGE_INDEX_MEDIA_TYPE))
+        .await
+        .map_err(failed("push the index of"))?;
+    Ok(Digest::of(&index))
+}
 
+/// The image's blobs, then its manifest under `reference` (a tag or its own digest).
+async fn push_content(client: &Client, reference: &Reference, image: &Image) -> Result<Digest, LabError> {
+    let failed = |operation| move |source| distribution_error(operation, reference, source);
     let blobs = image
         .layers()
         .iter()

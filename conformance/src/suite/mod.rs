@@ -2,25 +2,47 @@
 //! passing, failing with a reason, or skipped with a reason (never counted as passed).
 
 mod cases;
+mod context;
 mod report;
+mod selection;
+mod test_images;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+pub use context::Context;
 pub use report::{Outcome, Report, Verdict};
+pub use selection::Selection;
+pub(crate) use test_images::is_image_id;
+pub use test_images::{DockerIoNames, TestImages, TestImagesError};
 
-use crate::client::CriClient;
+/// What a case's body returns: `Ok` passes it, `Err` says why it stopped short.
+pub type CaseResult = Result<(), Stop>;
 
-/// What a case's body returns: `Err` fails it, `Skip` says why it cannot run here.
-pub type CaseResult = Result<Ran, String>;
-
-pub enum Ran {
-    Passed,
-    Skipped(String),
+/// Why a case did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// The runtime did something wrong.
+    Fail(String),
+    /// The case cannot run here: this run or host lacks something it needs.
+    Skip(String),
 }
 
-type CaseFn = for<'a> fn(&'a mut CriClient) -> Pin<Box<dyn Future<Output = CaseResult> + Send + 'a>>;
+/// A check's words are a failure, so that `?` works on `Result<_, String>`.
+impl From<String> for Stop {
+    fn from(why: String) -> Self {
+        Stop::Fail(why)
+    }
+}
+
+impl From<&str> for Stop {
+    fn from(why: &str) -> Self {
+        Stop::Fail(why.to_owned())
+    }
+}
+
+type CaseFn = for<'a> fn(&'a mut Context) -> Pin<Box<dyn Future<Output = CaseResult> + Send + 'a>>;
 
 pub struct Case {
     pub name: &'static str,
@@ -32,34 +54,25 @@ pub fn cases() -> Vec<Case> {
     cases::all()
 }
 
-/// Which cases run: a case runs when it matches some `focus` (or there is none) and no `skip`.
-/// Both match substrings of case names.
-#[derive(Debug, Clone, Default)]
-pub struct Selection {
-    pub focus: Vec<String>,
-    pub skip: Vec<String>,
-}
-
-impl Selection {
-    fn selects(&self, name: &str) -> bool {
-        (self.focus.is_empty() || self.focus.iter().any(|f| name.contains(f.as_str())))
-            && !self.skip.iter().any(|s| name.contains(s.as_str()))
-    }
-}
-
 /// Time a single case may take before it fails as hung.
 const CASE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Runs the selected cases, calling `each` as every case ends.
-pub async fn run(client: &mut CriClient, selection: &Selection, mut each: impl FnMut(&Outcome)) -> Report {
+/// Runs the selected cases, calling `each` as every case ends. Images a case pulled are removed
+/// after it, whatever its verdict, so that the next case starts from the same runtime.
+pub async fn run(context: &mut Context, selection: &Selection, mut each: impl FnMut(&Outcome)) -> Report {
     let mut report = Report::default();
     for case in cases().into_iter().filter(|c| selection.selects(c.name)) {
         let started = Instant::now();
-        let verdict = match tokio::time::timeout(CASE_TIMEOUT, (case.run)(client)).await {
-            Ok(Ok(Ran::Passed)) => Verdict::Pass,
-            Ok(Ok(Ran::Skipped(why))) => Verdict::Skip(why),
-            Ok(Err(why)) => Verdict::Fail(why),
+        let verdict = match tokio::time::timeout(CASE_TIMEOUT, (case.run)(context)).await {
+            Ok(Ok(())) => Verdict::Pass,
+            Ok(Err(Stop::Skip(why))) => Verdict::Skip(why),
+            Ok(Err(Stop::Fail(why))) => Verdict::Fail(why),
             Err(_) => Verdict::Fail(format!("did not finish within {CASE_TIMEOUT:?}")),
+        };
+        let verdict = match (verdict, context.remove_pulled().await) {
+            (verdict, Ok(())) => verdict,
+            (Verdict::Fail(why), Err(cleanup)) => Verdict::Fail(format!("{why}; then cleaning up: {cleanup}")),
+            (_, Err(cleanup)) => Verdict::Fail(format!("cleaning up: {cleanup}")),
         };
         let outcome = Outcome { name: case.name.to_owned(), verdict, seconds: started.elapsed().as_secs_f64() };
         each(&outcome);
@@ -71,16 +84,6 @@ pub async fn run(client: &mut CriClient, selection: &Selection, mut each: impl F
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn selection_by_substring() {
-        let all = Selection::default();
-        assert!(all.selects("runtime/version"));
-        let focus = Selection { focus: vec!["version".into()], skip: vec![] };
-        assert!(focus.selects("runtime/version") && !focus.selects("runtime/status"));
-        let skip = Selection { focus: vec![], skip: vec!["status".into()] };
-        assert!(skip.selects("runtime/version") && !skip.selects("runtime/status"));
-    }
 
     #[test]
     fn case_names_are_unique() {

@@ -79,6 +79,27 @@ impl LayerBuilder {
         self.file(&marker, 0o644, &[])
     }
 
+    /// An entry written as given, bypassing the path checks of the tar writer: how tests make
+    /// hostile layers (`../x`, absolute paths, links out of the root).
+    pub fn raw(
+        &mut self,
+        name: &[u8],
+        kind: EntryType,
+        link: Option<&[u8]>,
+        contents: &[u8],
+    ) -> Result<&mut Self, LabError> {
+        let too_long = || LabError::Layer(std::io::Error::other("raw tar names are at most 100 bytes"));
+        let mut header = header(kind, 0o644, contents.len() as u64);
+        let old = header.as_old_mut();
+        old.name.get_mut(..name.len()).ok_or_else(too_long)?.copy_from_slice(name);
+        if let Some(link) = link {
+            old.linkname.get_mut(..link.len()).ok_or_else(too_long)?.copy_from_slice(link);
+        }
+        header.set_cksum();
+        self.tar.append(&header, contents).map_err(LabError::Layer)?;
+        Ok(self)
+    }
+
     pub fn finish(self) -> Result<Layer, LabError> {
         let tar = self.tar.into_inner().map_err(LabError::Layer)?;
         let mut gzip = GzEncoder::new(Vec::new(), Compression::default());

@@ -11,6 +11,7 @@ pub use busybox::{BUSYBOX, busybox_layer};
 pub use catalog::{LabImage, MULTI_LAYER_ADDED, MULTI_LAYER_KEPT, MULTI_LAYER_REMOVED};
 pub use layer::{Layer, LayerBuilder};
 pub use spec::{DEFAULT_PATH, ImageSpec};
+pub use tar::EntryType;
 
 use super::digest::Digest;
 use super::error::LabError;

@@ -1,18 +1,19 @@
 //! The cases, by area. Each area lists its cases; `all` puts the areas in running order.
 
+mod image;
 mod runtime;
 
 use super::Case;
 
 macro_rules! case {
     ($name:literal, $f:path) => {
-        $crate::suite::Case { name: $name, run: |client| Box::pin($f(client)) }
+        $crate::suite::Case { name: $name, run: |context| Box::pin($f(context)) }
     };
 }
 use case;
 
 pub fn all() -> Vec<Case> {
-    runtime::cases()
+    runtime::cases().into_iter().chain(image::cases()).collect()
 }
 
 /// Turns a check into a case failure with the check's words.
@@ -21,6 +22,6 @@ fn ensure(ok: bool, why: impl FnOnce() -> String) -> Result<(), String> {
 }
 
 /// A gRPC error in a failure reason: the code and the runtime's message.
-fn rpc_failed(rpc: &str, status: tonic::Status) -> String {
+pub(in crate::suite) fn rpc_failed(rpc: &str, status: tonic::Status) -> String {
     format!("{rpc}: {:?}: {}", status.code(), status.message())
 }

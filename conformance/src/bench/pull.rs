@@ -1,0 +1,94 @@
+//! Cold pulls: the lab's multi-layer image, removed before every pull and after the last.
+
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use k8s_cri::v1::{ImageSpec, ImageStatusRequest, ListImagesRequest, PullImageRequest, RemoveImageRequest};
+
+use super::{BenchError, BenchReport, Target, order};
+use crate::lab::image::LabImage;
+use crate::suite::{TestImages, is_image_id};
+
+/// Three layers, one of them busybox: the layer the other lab images share.
+pub const IMAGE: LabImage = LabImage::MultiLayer;
+
+/// The lab images whose layers the pulled image shares: while a runtime holds one of them, that
+/// layer is not pulled again.
+const SHARING_LAYERS: [LabImage; 4] = [LabImage::Busybox, LabImage::UserUid, LabImage::UserName, LabImage::UserUidGid];
+
+/// Time one RPC may take before the benchmark gives up on the endpoint.
+const RPC_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Pulls [`IMAGE`] cold `iterations` times on each target, interleaving the targets.
+pub async fn run(targets: &[Target], images: &TestImages, iterations: NonZeroUsize) -> Result<BenchReport, BenchError> {
+    let reference = images.reference(IMAGE);
+    let mut notes = Vec::new();
+    for target in targets.iter() {
+        let shared = holding_shared_layers(target, images).await?;
+        if !shared.is_empty() {
+            notes.push(format!(
+                "{} holds {}: the layers {IMAGE} shares with them were not pulled",
+                target.endpoint,
+                shared.join(", ")
+            ));
+        }
+    }
+
+    let mut samples = vec![Vec::with_capacity(iterations.get()); targets.len()];
+    for iteration in 0..iterations.get() {
+        for index in order(targets.len(), iteration) {
+            let target = &targets[index];
+            remove(target, &reference).await?;
+            let started = Instant::now();
+            let pull = PullImageRequest { image: spec(&reference), auth: None, sandbox_config: None };
+            call(target, "PullImage", target.client.image.clone().pull_image(pull)).await?;
+            samples[index].push(started.elapsed());
+        }
+    }
+    for target in targets.iter() {
+        remove(target, &reference).await?;
+    }
+
+    let what = format!("PullImage {reference}, removed before each pull");
+    let times = targets.iter().map(|t| &t.endpoint).zip(samples).collect();
+    Ok(BenchReport::new("pull", what, iterations.get(), times, notes))
+}
+
+/// Removes `reference` and makes sure it is gone: a pull that finds it is no measurement.
+async fn remove(target: &Target, reference: &str) -> Result<(), BenchError> {
+    let request = RemoveImageRequest { image: spec(reference) };
+    call(target, "RemoveImage", target.client.image.clone().remove_image(request)).await?;
+    let request = ImageStatusRequest { image: spec(reference), verbose: false };
+    let status = call(target, "ImageStatus", target.client.image.clone().image_status(request)).await?;
+    match status.image {
+        None => Ok(()),
+        Some(_) => Err(BenchError::NotRemoved { endpoint: target.endpoint.clone(), reference: reference.to_owned() }),
+    }
+}
+
+/// The lab images sharing layers with [`IMAGE`] that `target` holds.
+async fn holding_shared_layers(target: &Target, images: &TestImages) -> Result<Vec<String>, BenchError> {
+    let listed =
+        call(target, "ListImages", target.client.image.clone().list_images(ListImagesRequest { filter: None }))
+            .await?
+            .images;
+    let held = |which: &LabImage| listed.iter().any(|image| is_image_id(&image.id, images.id(*which)));
+    Ok(SHARING_LAYERS.iter().filter(|which| held(which)).map(ToString::to_string).collect())
+}
+
+async fn call<T>(
+    target: &Target,
+    rpc: &str,
+    response: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, BenchError> {
+    let endpoint = || target.endpoint.clone();
+    match tokio::time::timeout(RPC_TIMEOUT, response).await {
+        Ok(Ok(response)) => Ok(response.into_inner()),
+        Ok(Err(status)) => Err(BenchError::Rpc { endpoint: endpoint(), rpc: rpc.to_owned(), status }),
+        Err(_) => Err(BenchError::Timeout { endpoint: endpoint(), rpc: rpc.to_owned(), after: RPC_TIMEOUT }),
+    }
+}
+
+fn spec(reference: &str) -> Option<ImageSpec> {
+    Some(ImageSpec { image: reference.to_owned(), ..Default::default() })
+}
