@@ -1,7 +1,8 @@
 //! What the services share: the configuration and what was learnt about the host at start.
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
+use crisp_image::{ImageRecord, ImageStore, Puller, Reference, StoreError};
 use crisp_network::PodCidr;
 use crisp_runtime::{Handler, HandlerName, OomScoreAdjPolicy};
 
@@ -15,6 +16,8 @@ pub struct Daemon {
     pub oom_score_adj: OomScoreAdjPolicy,
     /// The node's pod CIDR from the kubelet's last `UpdateRuntimeConfig`.
     pub pod_cidr: RwLock<Option<PodCidr>>,
+    pub images: Arc<ImageStore>,
+    pub puller: Arc<Puller>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +26,8 @@ pub enum DaemonError {
     Handler(#[from] crisp_runtime::HandlerError),
     #[error("probing oom_score_adj limits: {0}")]
     OomScoreAdj(std::io::Error),
+    #[error("opening the image store: {0}")]
+    Images(#[from] StoreError),
 }
 
 impl Daemon {
@@ -31,7 +36,19 @@ impl Daemon {
         let default_handler = HandlerName::new(&config.runtime.default_handler)?;
         let oom_score_adj =
             OomScoreAdjPolicy::detect(config.runtime.restrict_oom_score_adj).map_err(DaemonError::OomScoreAdj)?;
-        Ok(Daemon { config, handlers, default_handler, oom_score_adj, pod_cidr: RwLock::new(None) })
+        let images = Arc::new(ImageStore::open(&config.server.root)?);
+        let puller = Puller::new(images.clone(), config.image.registries.clone(), config.image.unpack_limits());
+        Ok(Daemon { config, handlers, default_handler, oom_score_adj, pod_cidr: RwLock::new(None), images, puller })
+    }
+
+    /// The configured pause image is never collected and shows as pinned.
+    pub fn is_pinned(&self, image: &ImageRecord) -> bool {
+        let pause = &self.config.pod.pause_image;
+        !pause.is_empty()
+            && Reference::parse(pause).is_ok_and(|r| {
+                r.tagged().is_some_and(|t| image.repo_tags.contains(&t))
+                    || r.digest().is_some_and(|d| image.repo_digests.contains(&r.with_digest(d)))
+            })
     }
 
     pub fn default_handler(&self) -> &Handler {

@@ -74,7 +74,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
         )
         .add_service(
-            ImageServiceServer::new(ImageService)
+            ImageServiceServer::new(ImageService::new(daemon.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
         )

@@ -12,6 +12,48 @@ impl ToStatus for crisp_network::PodCidrError {
     }
 }
 
+impl ToStatus for crisp_image::ReferenceError {
+    fn to_status(self) -> Status {
+        Status::invalid_argument(self.to_string())
+    }
+}
+
+impl ToStatus for crisp_image::StoreError {
+    fn to_status(self) -> Status {
+        match &self {
+            crisp_image::StoreError::Ambiguous(_) => Status::invalid_argument(self.to_string()),
+            crisp_image::StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
+                Status::resource_exhausted(self.to_string())
+            }
+            _ => Status::internal(self.to_string()),
+        }
+    }
+}
+
+impl ToStatus for crisp_image::store::ResolveError {
+    fn to_status(self) -> Status {
+        match self {
+            crisp_image::store::ResolveError::Reference(e) => e.to_status(),
+            crisp_image::store::ResolveError::Store(e) => e.to_status(),
+        }
+    }
+}
+
+impl ToStatus for crisp_image::PullError {
+    fn to_status(self) -> Status {
+        use crisp_image::PullError as E;
+        let message = self.to_string();
+        match self {
+            E::NotFound { .. } => Status::not_found(message),
+            E::Unauthorized { .. } => Status::unauthenticated(message),
+            E::Unreachable { .. } => Status::unavailable(message),
+            E::Invalid { .. } => Status::failed_precondition(message),
+            E::NoSpace(_) => Status::resource_exhausted(message),
+            E::Store(_) => Status::internal(message),
+        }
+    }
+}
+
 /// What every RPC that has not landed yet answers, naming itself.
 pub fn unimplemented(rpc: &str) -> Status {
     Status::unimplemented(format!("{rpc} is not implemented by crisp yet"))

@@ -2,10 +2,23 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+use crate::unpack::Limits;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImageConfig {
+    /// A layer whose uncompressed tar is larger is refused: a decompression bomb.
+    pub max_layer_bytes: u64,
+    /// A layer with more entries is refused.
+    pub max_layer_entries: u64,
     pub registries: Vec<RegistryConfig>,
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        let limits = Limits::default();
+        ImageConfig { max_layer_bytes: limits.max_bytes, max_layer_entries: limits.max_entries, registries: Vec::new() }
+    }
 }
 
 /// One registry host: the mirrors tried in order, then the host itself.
@@ -35,6 +48,10 @@ pub enum RegistryConfigError {
 }
 
 impl ImageConfig {
+    pub fn unpack_limits(&self) -> Limits {
+        Limits { max_bytes: self.max_layer_bytes, max_entries: self.max_layer_entries }
+    }
+
     pub fn validate(&self) -> Result<(), RegistryConfigError> {
         let mut seen = std::collections::BTreeSet::new();
         for registry in &self.registries {
@@ -86,6 +103,7 @@ mod tests {
                 mirrors: mirrors.iter().map(|m| m.to_string()).collect(),
                 insecure: false,
             }],
+            ..ImageConfig::default()
         }
     }
 

@@ -23,6 +23,12 @@ macro_rules! cri_service {
 }
 
 mod image;
+mod image_convert;
+mod image_fs_info;
+mod image_status;
+mod list_images;
+mod pull_image;
+mod remove_image;
 mod rpc;
 mod runtime;
 mod runtime_config;

@@ -1,0 +1,36 @@
+//! Registry credentials as the kubelet passes them from image pull secrets.
+
+use oci_client::secrets::RegistryAuth;
+
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Credentials {
+    #[default]
+    Anonymous,
+    Basic {
+        username: String,
+        password: String,
+    },
+    /// A bearer token for the registry itself (`registry_token`).
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    /// Never a secret in a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Anonymous => f.write_str("Anonymous"),
+            Credentials::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
+            Credentials::Bearer(_) => f.write_str("Bearer(***)"),
+        }
+    }
+}
+
+impl Credentials {
+    pub(crate) fn registry_auth(&self) -> RegistryAuth {
+        match self {
+            Credentials::Anonymous => RegistryAuth::Anonymous,
+            Credentials::Basic { username, password } => RegistryAuth::Basic(username.clone(), password.clone()),
+            Credentials::Bearer(token) => RegistryAuth::Bearer(token.clone()),
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! Pulling an image: manifest (through an index to the host's platform), config, and each layer
+//! streamed to disk, verified, and unpacked once; the image record is committed last.
+
+mod credentials;
+mod endpoint;
+mod error;
+mod manifest;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+
+pub use credentials::Credentials;
+pub use endpoint::{Endpoint, endpoints};
+pub use error::PullError;
+
+use self::manifest::{Descriptor, MAX_DOCUMENT_SIZE, Manifest};
+use crate::config::RegistryConfig;
+use crate::digest::{Digest, chain_ids};
+use crate::reference::Reference;
+use crate::store::{ImageRecord, ImageStore};
+use crate::unpack::{self, Compression, Limits};
+
+/// Layers fetched and unpacked at once per pull.
+const LAYER_CONCURRENCY: usize = 3;
+
+type PullFuture = Shared<BoxFuture<'static, Result<ImageRecord, PullError>>>;
+
+pub struct Puller {
+    store: Arc<ImageStore>,
+    registries: Vec<RegistryConfig>,
+    limits: Limits,
+    /// Pulls under way by reference: a second pull of the same reference waits for the first.
+    inflight: Mutex<HashMap<String, PullFuture>>,
+}
+
+impl Puller {
+    pub fn new(store: Arc<ImageStore>, registries: Vec<RegistryConfig>, limits: Limits) -> Arc<Puller> {
+        // oci-client's HTTP stack needs a process-wide TLS provider; ring is the lean one.
+        // Installing fails only when one is installed already, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Arc::new(Puller { store, registries, limits, inflight: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn store(&self) -> &Arc<ImageStore> {
+        &self.store
+    }
+
+    pub async fn pull(
+        self: &Arc<Self>,
+        reference: Reference,
+        credentials: Credentials,
+    ) -> Result<ImageRecord, PullError> {
+        let key = reference.to_string();
+        let pull = {
+            let mut inflight = self.inflight.lock().expect("inflight pulls");
+            inflight
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    let this = self.clone();
+                    async move { this.pull_from_endpoints(&reference, &credentials).await }.boxed().shared()
+                })
+                .clone()
+        };
+        let result = pull.clone().await;
+        let mut inflight = self.inflight.lock().expect("inflight pulls");
+        if inflight.get(&key).is_some_and(|p| p.ptr_eq(&pull)) {
+            inflight.remove(&key);
+        }
+        result
+    }
+
+    async fn pull_from_endpoints(
+        &self,
+        reference: &Reference,
+        credentials: &Credentials,
+    ) -> Result<ImageRecord, PullError> {
+        let auth = credentials.registry_auth();
+        let mut failures = Vec::new();
+        for endpoint in endpoints(&self.registries, reference) {
+            match self.pull_from(&endpoint, reference, &auth).await {
+                Ok(record) => return Ok(record),
+                // Content that fails verification or a store that fails is no reason to ask
+                // the next endpoint: the next would get the same.
+                Err(e) if !e.is_endpoint_failure() => return Err(e),
+                Err(e) => {
+                    tracing::info!(%reference, %endpoint, "pull failed, trying the next endpoint: {e}");
+                    failures.push((endpoint, e));
+                }
+            }
+        }
+        Err(PullError::from_endpoint_failures(reference, failures))
+    }
+
+    async fn pull_from(
+        &self,
+        endpoint: &Endpoint,
+        reference: &Reference,
+        auth: &RegistryAuth,
+    ) -> Result<ImageRecord, PullError> {
+        let client = endpoint.client();
+        let remote = endpoint.reference(reference);
+        let fail = |e| PullError::registry(endpoint, reference, e);
+        let (top, top_digest) = client.pull_manifest_raw(&remote, auth, manifest::ACCEPTED).await.map_err(fail)?;
+        let top_digest = parse_digest(reference, &top_digest)?;
+        check_document_size(reference, "manifest", top.len())?;
+        let (manifest_bytes, manifest_digest, config, layers) =
+            match manifest::parse_manifest(&top).map_err(|why| PullError::invalid(reference, why))? {
+                Manifest::Image { config, layers } => (top.clone(), top_digest.clone(), config, layers),
+                Manifest::Index(entries) => {
+                    let (os, arch) = manifest::host_platform();
+                    let entry = manifest::pick_platform(&entries).ok_or_else(|| {
+                        PullError::invalid(reference, format!("the image index has no manifest for {os}/{arch}"))
+                    })?;
+                    let by_digest = oci_client::Reference::with_digest(
+                        remote.registry().to_owned(),
+                        remote.repository().to_owned(),
+                        entry.digest.to_string(),
+                    );
+                    let (bytes, digest) =
+                        client.pull_manifest_raw(&by_digest, auth, manifest::ACCEPTED).await.map_err(fail)?;
+                    check_document_size(reference, "manifest", bytes.len())?;
+                    let digest = parse_digest(reference, &digest)?;
+                    match manifest::parse_manifest(&bytes).map_err(|why| PullError::invalid(reference, why))? {
+                        Manifest::Image { config, layers } => (bytes, digest, config, layers),
+                        Manifest::Index(_) => return Err(PullError::invalid(reference, "an index inside an index")),
+                    }
+                }
+            };
+
+        let _pulling = self.store.pulling().await;
+        let config_bytes = fetch_document(&client, &remote, &config, endpoint, reference).await?;
+        let image_config = manifest::parse_config(&config_bytes).map_err(|why| PullError::invalid(reference, why))?;
+        if image_config.diff_ids.len() != layers.len() {
+            return Err(PullError::invalid(
+                reference,
+                format!("the config lists {} layers, the manifest {}", image_config.diff_ids.len(), layers.len()),
+            ));
+        }
+        self.store_document(&manifest_digest, &manifest_bytes).await?;
+        self.store_document(&config.digest, &config_bytes).await?;
+
+        let chain = chain_ids(&image_config.diff_ids);
+        let diff_ids = &image_config.diff_ids;
+        // By index: a closure over borrowed tuples is not general enough for a shared future.
+        futures::stream::iter(0..layers.len())
+            .map(|i| self.ensure_layer(&client, &remote, endpoint, reference, &layers[i], &diff_ids[i], &chain[i]))
+            .buffer_unordered(LAYER_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+
+        let size = manifest_bytes.len() as u64 + config.size + layers.iter().map(|l| l.size).sum::<u64>();
+        let record = ImageRecord {
+            id: config.digest.clone(),
+            repo_tags: Vec::new(),
+            repo_digests: Vec::new(),
+            manifest: manifest_digest,
+            layers: layers.iter().map(|l| l.digest.clone()).collect(),
+            chain_ids: chain,
+            size,
+            config: image_config.summary,
+        };
+        let record = self.store.commit_image(record, reference, &top_digest).map_err(PullError::store)?;
+        tracing::info!(%reference, id = %record.id, "pulled from {endpoint}");
+        Ok(record)
+    }
+
+    async fn store_document(&self, digest: &Digest, bytes: &[u8]) -> Result<(), PullError> {
+        let _lock = self.store.lock_content(digest).await;
+        if self.store.has_blob(digest) {
+            return Ok(());
+        }
+        let mut ingest = self.store.ingest().map_err(PullError::store)?;
+        ingest.write(bytes).map_err(PullError::store)?;
+        ingest.commit(digest, bytes.len() as u64).map_err(PullError::store)?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn ensure_layer(
+        &self,
+        client: &oci_client::Client,
+        remote: &oci_client::Reference,
+        endpoint: &Endpoint,
+        reference: &Reference,
+        layer: &Descriptor,
+        diff_id: &Digest,
+        chain_id: &Digest,
+    ) -> Result<(), PullError> {
+        if self.store.has_layer(chain_id) {
+            return Ok(());
+        }
+        let _layer_lock = self.store.lock_content(chain_id).await;
+        if self.store.has_layer(chain_id) {
+            return Ok(());
+        }
+        {
+            let _blob_lock = self.store.lock_content(&layer.digest).await;
+            if !self.store.has_blob(&layer.digest) {
+                download(&self.store, client, remote, layer, endpoint, reference).await?;
+            }
+        }
+        let compression = Compression::from_media_type(&layer.media_type);
+        let store = self.store.clone();
+        let (blob, diff_id, chain_id, limits) =
+            (store.blob_path(&layer.digest), diff_id.clone(), chain_id.clone(), self.limits);
+        let reference_text = reference.to_string();
+        tokio::task::spawn_blocking(move || -> Result<(), PullError> {
+            let invalid = |why: String| PullError::Invalid { reference: reference_text.clone(), reason: why };
+            let workdir = store.layer_workdir().map_err(PullError::store)?;
+            let unpacked = std::fs::File::open(&blob)
+                .map_err(|e| PullError::Store(format!("{}: {e}", blob.display())))
+                .and_then(|mut file| {
+                    let compression = match compression {
+                        Some(c) => c,
+                        None => {
+                            let mut magic = [0u8; 8];
+                            let n = file.read(&mut magic).map_err(|e| PullError::Store(e.to_string()))?;
+                            std::io::Seek::rewind(&mut file).map_err(|e| PullError::Store(e.to_string()))?;
+                            Compression::sniff(&magic[..n])
+                        }
+                    };
+                    unpack::unpack(std::io::BufReader::new(file), compression, &workdir, &limits)
+                        .map_err(|e| invalid(format!("layer {}: {e}", blob.display())))
+                });
+            let result = unpacked.and_then(|unpacked| {
+                if unpacked.diff_id != diff_id {
+                    return Err(invalid(format!(
+                        "layer's uncompressed digest is {}, the config says {diff_id}",
+                        unpacked.diff_id
+                    )));
+                }
+                store.commit_layer(&workdir, &chain_id).map_err(PullError::store)
+            });
+            if result.is_err() {
+                let _ = std::fs::remove_dir_all(&workdir);
+            }
+            result
+        })
+        .await
+        .map_err(|e| PullError::Store(format!("unpacking: {e}")))?
+    }
+}
+
+/// Streams a blob into the store, checking its size as it comes and its digest at the end.
+async fn download(
+    store: &ImageStore,
+    client: &oci_client::Client,
+    remote: &oci_client::Reference,
+    layer: &Descriptor,
+    endpoint: &Endpoint,
+    reference: &Reference,
+) -> Result<(), PullError> {
+    let descriptor = oci_descriptor(layer);
+    let mut stream =
+        client.pull_blob_stream(remote, &descriptor).await.map_err(|e| PullError::registry(endpoint, reference, e))?;
+    let mut ingest = store.ingest().map_err(PullError::store)?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| PullError::stream(endpoint, reference, e))?;
+        if ingest.size() + chunk.len() as u64 > layer.size {
+            return Err(PullError::invalid(
+                reference,
+                format!("blob {} is larger than its {} bytes", layer.digest, layer.size),
+            ));
+        }
+        ingest.write(&chunk).map_err(PullError::store)?;
+    }
+    ingest.commit(&layer.digest, layer.size).map_err(|e| PullError::invalid(reference, e.to_string()))?;
+    Ok(())
+}
+
+/// Reads a config into memory, refusing more than the cap, and verifies it.
+async fn fetch_document(
+    client: &oci_client::Client,
+    remote: &oci_client::Reference,
+    descriptor: &Descriptor,
+    endpoint: &Endpoint,
+    reference: &Reference,
+) -> Result<Vec<u8>, PullError> {
+    check_document_size(reference, "config", descriptor.size as usize)?;
+    let mut stream = client
+        .pull_blob_stream(remote, &oci_descriptor(descriptor))
+        .await
+        .map_err(|e| PullError::registry(endpoint, reference, e))?;
+    let mut bytes = Vec::with_capacity(descriptor.size as usize);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| PullError::stream(endpoint, reference, e))?;
+        if bytes.len() + chunk.len() > descriptor.size as usize {
+            return Err(PullError::invalid(
+                reference,
+                format!("config {} is larger than its {} bytes", descriptor.digest, descriptor.size),
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let actual = Digest::of(&bytes);
+    if actual != descriptor.digest || bytes.len() as u64 != descriptor.size {
+        return Err(PullError::invalid(
+            reference,
+            format!(
+                "config is {actual} ({} bytes), want {} ({} bytes)",
+                bytes.len(),
+                descriptor.digest,
+                descriptor.size
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn oci_descriptor(d: &Descriptor) -> OciDescriptor {
+    OciDescriptor {
+        media_type: d.media_type.clone(),
+        digest: d.digest.to_string(),
+        size: d.size as i64,
+        ..Default::default()
+    }
+}
+
+fn check_document_size(reference: &Reference, what: &str, size: usize) -> Result<(), PullError> {
+    if size > MAX_DOCUMENT_SIZE {
+        return Err(PullError::invalid(
+            reference,
+            format!("the {what} is {size} bytes, over the {MAX_DOCUMENT_SIZE} byte limit"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_digest(reference: &Reference, digest: &str) -> Result<Digest, PullError> {
+    Digest::parse(digest).map_err(|e| PullError::invalid(reference, format!("the registry's manifest digest: {e}")))
+}

@@ -1,0 +1,272 @@
+//! The image store under `root/image`: content-addressed blobs, unpacked layers keyed by chain
+//! ID, and one record per image. A record is written last, so an image is visible only once
+//! everything it needs is in place; whatever a crash leaves without a record is collected.
+
+mod blobs;
+mod layers;
+mod record;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+pub use blobs::Ingest;
+pub use record::{ImageConfigSummary, ImageRecord};
+
+use crate::atomic;
+use crate::digest::{Digest, ImageId, is_hex_prefix};
+use crate::reference::{Reference, ReferenceError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("blob {expected}: got {actual} ({size} bytes), want {expected} ({want_size} bytes)")]
+    DigestMismatch { expected: Digest, actual: Digest, size: u64, want_size: u64 },
+    #[error("image record {path}: {source}")]
+    Record { path: PathBuf, source: serde_json::Error },
+    #[error("image ID prefix {0:?} matches more than one image")]
+    Ambiguous(String),
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_owned(), source }
+}
+
+pub struct ImageStore {
+    root: PathBuf,
+    images: RwLock<BTreeMap<ImageId, ImageRecord>>,
+    /// One async lock per blob or layer being fetched or unpacked, so concurrent pulls of
+    /// images that share content do the work once.
+    content_locks: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    /// Pulls hold it shared while they add content not yet owned by a record; collection
+    /// takes it exclusively so it never removes what a pull is about to commit.
+    collection: tokio::sync::RwLock<()>,
+}
+
+impl ImageStore {
+    /// Opens (creating) the store, drops what interrupted pulls left, loads the records and
+    /// collects unreferenced content.
+    pub fn open(root: &Path) -> Result<ImageStore, StoreError> {
+        let root = root.join("image");
+        for dir in [blobs::dir(&root), blobs::ingest_dir(&root), layers::dir(&root), record::dir(&root)] {
+            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        blobs::clear_ingest(&root)?;
+        layers::clear_unfinished(&root)?;
+        let images = record::load_all(&root)?;
+        let store = ImageStore {
+            root,
+            images: RwLock::new(images),
+            content_locks: Mutex::new(HashMap::new()),
+            collection: tokio::sync::RwLock::new(()),
+        };
+        store.collect_unlocked()?;
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn list(&self) -> Vec<ImageRecord> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Finds an image by ID (`sha256:…`, its hex, or a unique hex prefix), by a tag or digest
+    /// reference, full or short.
+    pub fn resolve(&self, query: &str) -> Result<Option<ImageRecord>, ResolveError> {
+        let images = self.read();
+        if let Ok(id) = Digest::parse(query) {
+            if let Some(image) = images.get(&id) {
+                return Ok(Some(image.clone()));
+            }
+        }
+        let hex = query.strip_prefix("sha256:").unwrap_or(query);
+        if is_hex_prefix(hex) && (hex.len() >= 12 || query.starts_with("sha256:")) {
+            let mut found = images.values().filter(|i| i.id.hex().starts_with(hex));
+            if let Some(first) = found.next() {
+                return match found.next() {
+                    None => Ok(Some(first.clone())),
+                    Some(_) => Err(ResolveError::Store(StoreError::Ambiguous(query.to_owned()))),
+                };
+            }
+            if query.starts_with("sha256:") {
+                return Ok(None);
+            }
+        }
+        let reference = Reference::parse(query).map_err(ResolveError::Reference)?;
+        Ok(Self::find(&images, &reference).cloned())
+    }
+
+    fn find<'a>(images: &'a BTreeMap<ImageId, ImageRecord>, reference: &Reference) -> Option<&'a ImageRecord> {
+        match (reference.digest(), reference.tagged()) {
+            (Some(digest), _) => {
+                let wanted = reference.with_digest(digest);
+                images.values().find(|i| i.repo_digests.contains(&wanted))
+            }
+            (None, Some(tagged)) => images.values().find(|i| i.repo_tags.contains(&tagged)),
+            (None, None) => None,
+        }
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        blobs::path(&self.root, digest)
+    }
+
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// A file to stream a blob into; [`Ingest::commit`] verifies and stores it.
+    pub fn ingest(&self) -> Result<Ingest, StoreError> {
+        Ingest::create(&self.root)
+    }
+
+    pub fn layer_path(&self, chain_id: &Digest) -> PathBuf {
+        layers::path(&self.root, chain_id)
+    }
+
+    pub fn has_layer(&self, chain_id: &Digest) -> bool {
+        self.layer_path(chain_id).is_dir()
+    }
+
+    /// A fresh directory to unpack a layer into, then [`ImageStore::commit_layer`].
+    pub fn layer_workdir(&self) -> Result<PathBuf, StoreError> {
+        layers::workdir(&self.root)
+    }
+
+    pub fn commit_layer(&self, workdir: &Path, chain_id: &Digest) -> Result<(), StoreError> {
+        layers::commit(&self.root, workdir, chain_id)
+    }
+
+    /// Serializes work on one piece of content across concurrent pulls.
+    pub async fn lock_content(&self, digest: &Digest) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.content_locks.lock().expect("content locks");
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+            locks.entry(digest.clone()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Held by a pull from its first write until its record is committed.
+    pub async fn pulling(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.collection.read().await
+    }
+
+    /// Records a pulled image under `reference`, whose manifest (or index) has `repo_digest`:
+    /// the tag moves to this image from any other that had it; tags the image had from other
+    /// references stay.
+    pub fn commit_image(
+        &self,
+        mut record: ImageRecord,
+        reference: &Reference,
+        repo_digest: &Digest,
+    ) -> Result<ImageRecord, StoreError> {
+        let mut images = self.write();
+        let tagged = reference.tagged();
+        let digested = reference.with_digest(repo_digest);
+        if let Some(existing) = images.get(&record.id) {
+            record.repo_tags = existing.repo_tags.clone();
+            record.repo_digests = existing.repo_digests.clone();
+        }
+        let mut changed = Vec::new();
+        if let Some(tag) = &tagged {
+            for other in images.values_mut().filter(|i| i.id != record.id && i.repo_tags.contains(tag)) {
+                other.repo_tags.retain(|t| t != tag);
+                changed.push(other.clone());
+            }
+            insert_sorted(&mut record.repo_tags, tag.clone());
+        }
+        insert_sorted(&mut record.repo_digests, digested);
+        for other in &changed {
+            record::write(&self.root, other)?;
+        }
+        record::write(&self.root, &record)?;
+        images.insert(record.id.clone(), record.clone());
+        Ok(record)
+    }
+
+    /// Removes an image and every tag of it, then collects what no image uses any more.
+    /// Removing an image that is not there is no error: the caller asked for it to be gone.
+    pub async fn remove(&self, id: &ImageId) -> Result<bool, StoreError> {
+        let _exclusive = self.collection.write().await;
+        let removed = {
+            let mut images = self.write();
+            match images.remove(id) {
+                Some(_) => {
+                    record::remove(&self.root, id)?;
+                    true
+                }
+                None => false,
+            }
+        };
+        self.collect_unlocked()?;
+        Ok(removed)
+    }
+
+    /// Removes blobs and layers no record refers to. Callers hold the collection lock (or are
+    /// the only user of the store, at open).
+    fn collect_unlocked(&self) -> Result<(), StoreError> {
+        let (blobs, layers): (BTreeSet<Digest>, BTreeSet<Digest>) = {
+            let images = self.read();
+            let blobs = images.values().flat_map(|i| i.blobs()).cloned().collect();
+            let layers = images.values().flat_map(|i| i.chain_ids.iter()).cloned().collect();
+            (blobs, layers)
+        };
+        blobs::collect(&self.root, &blobs)?;
+        layers::collect(&self.root, &layers)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<ImageId, ImageRecord>> {
+        self.images.read().expect("image index lock")
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<ImageId, ImageRecord>> {
+        self.images.write().expect("image index lock")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Reference(ReferenceError),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+fn insert_sorted(list: &mut Vec<String>, item: String) {
+    if let Err(at) = list.binary_search(&item) {
+        list.insert(at, item);
+    }
+}
+
+/// Bytes and inodes used under a directory, not following symlinks or crossing mounts.
+pub fn usage(dir: &Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let top = fs::symlink_metadata(dir)?;
+    let mut bytes = top.blocks() * 512;
+    let mut inodes = 1;
+    let mut pending = vec![dir.to_owned()];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.dev() != top.dev() || (meta.nlink() > 1 && !seen.insert((meta.dev(), meta.ino()))) {
+                continue;
+            }
+            bytes += meta.blocks() * 512;
+            inodes += 1;
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    Ok((bytes, inodes))
+}
+
+pub(crate) use atomic::sync_dir;
