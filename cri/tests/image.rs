@@ -165,6 +165,23 @@ async fn short_names_resolve_through_a_mirror_after_one_that_is_down() {
 }
 
 #[tokio::test]
+async fn the_configured_pause_image_is_pinned() {
+    let registry = ImageLab::start().await.expect("lab registry");
+    let lab = Lab::new();
+    let pause = format!("{}/{}", registry.registry().addr(), LabImage::Pause);
+    lab.write_config(&format!("[pod]\npause_image = {pause:?}\n"));
+    let daemon = lab.start();
+    let client = daemon.client().await;
+    pull(&client, &pause).await.unwrap();
+    pull(&client, &format!("{}/{}", registry.registry().addr(), LabImage::Busybox)).await.unwrap();
+    let pinned: Vec<_> = list(&client).await.into_iter().map(|i| (i.repo_tags[0].clone(), i.pinned)).collect();
+    assert_eq!(pinned.len(), 2);
+    for (tag, is_pinned) in pinned {
+        assert_eq!(is_pinned, tag == pause, "{tag}");
+    }
+}
+
+#[tokio::test]
 async fn user_comes_from_the_image_config() {
     let s = setup().await;
     for (which, uid, username) in [

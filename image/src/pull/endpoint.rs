@@ -34,6 +34,16 @@ impl Endpoint {
         })
     }
 
+    /// The HTTP client for what crisp requests itself (capped manifest reads), set up as the
+    /// registry client is.
+    pub fn http_client(&self) -> Result<reqwest::Client, reqwest::Error> {
+        reqwest::Client::builder()
+            .danger_accept_invalid_certs(self.insecure)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .build()
+    }
+
     /// The reference as this endpoint serves it: by digest when there is one, else by tag.
     pub fn reference(&self, reference: &Reference) -> oci_client::Reference {
         match (reference.digest(), reference.tag()) {

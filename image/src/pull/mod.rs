@@ -4,6 +4,7 @@
 mod credentials;
 mod endpoint;
 mod error;
+mod fetch;
 mod manifest;
 
 use std::collections::HashMap;
@@ -104,11 +105,13 @@ impl Puller {
         auth: &RegistryAuth,
     ) -> Result<ImageRecord, PullError> {
         let client = endpoint.client();
+        let http = endpoint.http_client().map_err(|e| PullError::Unreachable {
+            reference: reference.to_string(),
+            message: format!("{endpoint}: setting up HTTP: {e}"),
+        })?;
+        let fetcher = fetch::Fetcher { client: &client, http: &http, endpoint, reference, auth };
         let remote = endpoint.reference(reference);
-        let fail = |e| PullError::registry(endpoint, reference, e);
-        let (top, top_digest) = client.pull_manifest_raw(&remote, auth, manifest::ACCEPTED).await.map_err(fail)?;
-        let top_digest = parse_digest(reference, &top_digest)?;
-        check_document_size(reference, "manifest", top.len())?;
+        let (top, top_digest) = fetcher.manifest(&remote).await?;
         let (manifest_bytes, manifest_digest, config, layers) =
             match manifest::parse_manifest(&top).map_err(|why| PullError::invalid(reference, why))? {
                 Manifest::Image { config, layers } => (top.clone(), top_digest.clone(), config, layers),
@@ -122,10 +125,7 @@ impl Puller {
                         remote.repository().to_owned(),
                         entry.digest.to_string(),
                     );
-                    let (bytes, digest) =
-                        client.pull_manifest_raw(&by_digest, auth, manifest::ACCEPTED).await.map_err(fail)?;
-                    check_document_size(reference, "manifest", bytes.len())?;
-                    let digest = parse_digest(reference, &digest)?;
+                    let (bytes, digest) = fetcher.manifest(&by_digest).await?;
                     match manifest::parse_manifest(&bytes).map_err(|why| PullError::invalid(reference, why))? {
                         Manifest::Image { config, layers } => (bytes, digest, config, layers),
                         Manifest::Index(_) => return Err(PullError::invalid(reference, "an index inside an index")),
@@ -165,7 +165,9 @@ impl Puller {
             size,
             config: image_config.summary,
         };
-        let record = self.store.commit_image(record, reference, &top_digest).map_err(PullError::store)?;
+        let (store, tagged_as) = (self.store.clone(), reference.clone());
+        let record =
+            blocking(move || store.commit_image(record, &tagged_as, &top_digest).map_err(PullError::store)).await?;
         tracing::info!(%reference, id = %record.id, "pulled from {endpoint}");
         Ok(record)
     }
@@ -177,8 +179,8 @@ impl Puller {
         }
         let mut ingest = self.store.ingest().map_err(PullError::store)?;
         ingest.write(bytes).map_err(PullError::store)?;
-        ingest.commit(digest, bytes.len() as u64).map_err(PullError::store)?;
-        Ok(())
+        let (digest, size) = (digest.clone(), bytes.len() as u64);
+        blocking(move || ingest.commit(&digest, size).map(drop).map_err(PullError::store)).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -210,7 +212,7 @@ impl Puller {
         let (blob, diff_id, chain_id, limits) =
             (store.blob_path(&layer.digest), diff_id.clone(), chain_id.clone(), self.limits);
         let reference_text = reference.to_string();
-        tokio::task::spawn_blocking(move || -> Result<(), PullError> {
+        blocking(move || {
             let invalid = |why: String| PullError::Invalid { reference: reference_text.clone(), reason: why };
             let workdir = store.layer_workdir().map_err(PullError::store)?;
             let unpacked = std::fs::File::open(&blob)
@@ -243,13 +245,12 @@ impl Puller {
             result
         })
         .await
-        .map_err(|e| PullError::Store(format!("unpacking: {e}")))?
     }
 }
 
 /// Streams a blob into the store, checking its size as it comes and its digest at the end.
 async fn download(
-    store: &ImageStore,
+    store: &Arc<ImageStore>,
     client: &oci_client::Client,
     remote: &oci_client::Reference,
     layer: &Descriptor,
@@ -270,8 +271,16 @@ async fn download(
         }
         ingest.write(&chunk).map_err(PullError::store)?;
     }
-    ingest.commit(&layer.digest, layer.size).map_err(|e| PullError::invalid(reference, e.to_string()))?;
-    Ok(())
+    let (digest, size, reference) = (layer.digest.clone(), layer.size, reference.clone());
+    blocking(move || ingest.commit(&digest, size).map(drop).map_err(|e| PullError::invalid(&reference, e.to_string())))
+        .await
+}
+
+/// Runs fsyncs, renames and the like off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, PullError> + Send + 'static,
+) -> Result<T, PullError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| PullError::Store(format!("blocking task: {e}")))?
 }
 
 /// Reads a config into memory, refusing more than the cap, and verifies it.
@@ -330,8 +339,4 @@ fn check_document_size(reference: &Reference, what: &str, size: usize) -> Result
         ));
     }
     Ok(())
-}
-
-fn parse_digest(reference: &Reference, digest: &str) -> Result<Digest, PullError> {
-    Digest::parse(digest).map_err(|e| PullError::invalid(reference, format!("the registry's manifest digest: {e}")))
 }

@@ -192,17 +192,25 @@ impl ImageStore {
 
     /// Removes an image and every tag of it, then collects what no image uses any more.
     /// Removing an image that is not there is no error: the caller asked for it to be gone.
-    pub async fn remove(&self, id: &ImageId) -> Result<bool, StoreError> {
+    pub async fn remove(self: &Arc<Self>, id: &ImageId) -> Result<bool, StoreError> {
         let _exclusive = self.collection.write().await;
+        let (store, id) = (self.clone(), id.clone());
+        // Deleting trees and syncing directories is blocking work; the guard stays held here.
+        tokio::task::spawn_blocking(move || store.remove_and_collect(&id))
+            .await
+            .map_err(|e| StoreError::Io { path: self.root.clone(), source: std::io::Error::other(e) })?
+    }
+
+    fn remove_and_collect(&self, id: &ImageId) -> Result<bool, StoreError> {
         let removed = {
             let mut images = self.write();
-            match images.remove(id) {
-                Some(_) => {
-                    record::remove(&self.root, id)?;
-                    true
-                }
-                None => false,
+            // The record goes first: if that fails, the image stays, in memory as on disk.
+            let present = images.contains_key(id);
+            if present {
+                record::remove(&self.root, id)?;
+                images.remove(id);
             }
+            present
         };
         self.collect_unlocked()?;
         Ok(removed)
