@@ -3,6 +3,7 @@
 //! everything it needs is in place; whatever a crash leaves without a record is collected.
 
 mod blobs;
+mod holds;
 mod layers;
 mod record;
 
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use blobs::Ingest;
+pub use holds::{Holder, HolderError};
 pub use record::{ImageConfigSummary, ImageRecord};
 
 use crate::atomic;
@@ -29,6 +31,8 @@ pub enum StoreError {
     Record { path: PathBuf, source: serde_json::Error },
     #[error("image ID prefix {0:?} matches more than one image")]
     Ambiguous(String),
+    #[error("no image {0}")]
+    NoImage(ImageId),
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -38,6 +42,8 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 pub struct ImageStore {
     root: PathBuf,
     images: RwLock<BTreeMap<ImageId, ImageRecord>>,
+    /// Images in use by containers; guarded with `images` (taken after it).
+    holds: Mutex<BTreeMap<Holder, ImageId>>,
     /// One async lock per blob or layer being fetched or unpacked, so concurrent pulls of
     /// images that share content do the work once.
     content_locks: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
@@ -51,15 +57,30 @@ impl ImageStore {
     /// collects unreferenced content.
     pub fn open(root: &Path) -> Result<ImageStore, StoreError> {
         let root = root.join("image");
-        for dir in [blobs::dir(&root), blobs::ingest_dir(&root), layers::dir(&root), record::dir(&root)] {
+        for dir in
+            [blobs::dir(&root), blobs::ingest_dir(&root), layers::dir(&root), record::dir(&root), holds::dir(&root)]
+        {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
         blobs::clear_ingest(&root)?;
         layers::clear_unfinished(&root)?;
-        let images = record::load_all(&root)?;
+        let mut images = record::load_all(&root)?;
+        let holds = holds::load_all(&root)?;
+        // An image untagged while held whose last hold went before it did (a crash between the
+        // two) has nothing left to keep it.
+        let orphans: Vec<ImageId> = images
+            .values()
+            .filter(|i| i.repo_tags.is_empty() && i.repo_digests.is_empty() && !holds.values().any(|h| *h == i.id))
+            .map(|i| i.id.clone())
+            .collect();
+        for id in orphans {
+            record::remove(&root, &id)?;
+            images.remove(&id);
+        }
         let store = ImageStore {
             root,
             images: RwLock::new(images),
+            holds: Mutex::new(holds),
             content_locks: Mutex::new(HashMap::new()),
             collection: tokio::sync::RwLock::new(()),
         };
@@ -204,16 +225,68 @@ impl ImageStore {
     fn remove_and_collect(&self, id: &ImageId) -> Result<bool, StoreError> {
         let removed = {
             let mut images = self.write();
-            // The record goes first: if that fails, the image stays, in memory as on disk.
-            let present = images.contains_key(id);
-            if present {
-                record::remove(&self.root, id)?;
-                images.remove(id);
+            let held = self.holds().values().any(|h| h == id);
+            match images.get_mut(id) {
+                None => false,
+                // A container uses it: it loses its names, keeps its content.
+                Some(image) if held => {
+                    let mut untagged = image.clone();
+                    untagged.repo_tags.clear();
+                    untagged.repo_digests.clear();
+                    record::write(&self.root, &untagged)?;
+                    *image = untagged;
+                    true
+                }
+                Some(_) => {
+                    // The record goes first: if that fails, the image stays, in memory as on disk.
+                    record::remove(&self.root, id)?;
+                    images.remove(id);
+                    true
+                }
             }
-            present
         };
         self.collect_unlocked()?;
         Ok(removed)
+    }
+
+    /// Records that `holder` (a container) uses the image, so removing the image only untags it.
+    pub fn hold(&self, holder: &Holder, id: &ImageId) -> Result<(), StoreError> {
+        let images = self.read();
+        if !images.contains_key(id) {
+            return Err(StoreError::NoImage(id.clone()));
+        }
+        holds::write(&self.root, holder, id)?;
+        self.holds().insert(holder.clone(), id.clone());
+        Ok(())
+    }
+
+    /// Ends `holder`'s use. An image that was untagged while held, and is held no more, goes.
+    pub async fn release(self: &Arc<Self>, holder: &Holder) -> Result<(), StoreError> {
+        let _exclusive = self.collection.write().await;
+        let (store, holder) = (self.clone(), holder.clone());
+        tokio::task::spawn_blocking(move || store.release_and_collect(&holder))
+            .await
+            .map_err(|e| StoreError::Io { path: self.root.clone(), source: std::io::Error::other(e) })?
+    }
+
+    fn release_and_collect(&self, holder: &Holder) -> Result<(), StoreError> {
+        {
+            let mut images = self.write();
+            let Some(id) = self.holds().get(holder).cloned() else { return Ok(()) };
+            holds::remove(&self.root, holder)?;
+            self.holds().remove(holder);
+            let still_held = self.holds().values().any(|h| *h == id);
+            let unnamed = images.get(&id).is_some_and(|i| i.repo_tags.is_empty() && i.repo_digests.is_empty());
+            if !still_held && unnamed {
+                record::remove(&self.root, &id)?;
+                images.remove(&id);
+            }
+        }
+        self.collect_unlocked()
+    }
+
+    fn holds(&self) -> std::sync::MutexGuard<'_, BTreeMap<Holder, ImageId>> {
+        self.holds.lock().expect("image holds lock")
     }
 
     /// Removes blobs and layers no record refers to. Callers hold the collection lock (or are
@@ -278,3 +351,95 @@ pub fn usage(dir: &Path) -> io::Result<(u64, u64)> {
 }
 
 pub(crate) use atomic::sync_dir;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store holding one image with a config blob and one layer, as a pull leaves it.
+    fn store_with_image(dir: &Path) -> (Arc<ImageStore>, ImageRecord) {
+        let store = Arc::new(ImageStore::open(dir).unwrap());
+        let config = br#"{"rootfs":{"diff_ids":[]}}"#;
+        let id = Digest::of(config);
+        let mut ingest = store.ingest().unwrap();
+        ingest.write(config).unwrap();
+        ingest.commit(&id, config.len() as u64).unwrap();
+        let chain_id = Digest::of(b"layer");
+        let workdir = store.layer_workdir().unwrap();
+        fs::write(workdir.join("file"), b"content").unwrap();
+        store.commit_layer(&workdir, &chain_id).unwrap();
+        let record = ImageRecord {
+            id: id.clone(),
+            repo_tags: Vec::new(),
+            repo_digests: Vec::new(),
+            manifest: id.clone(),
+            layers: Vec::new(),
+            chain_ids: vec![chain_id],
+            size: config.len() as u64,
+            config: ImageConfigSummary::default(),
+        };
+        let reference = Reference::parse("example.com/app:v1").unwrap();
+        let record = store.commit_image(record, &reference, &id).unwrap();
+        (store, record)
+    }
+
+    #[tokio::test]
+    async fn a_held_image_is_untagged_by_removal_and_goes_with_its_last_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, image) = store_with_image(dir.path());
+        assert_eq!(image.repo_tags, ["example.com/app:v1"]);
+        let holder = Holder::new("0123abcd").unwrap();
+        store.hold(&holder, &image.id).unwrap();
+
+        assert!(store.remove(&image.id).await.unwrap());
+        let untagged = store.resolve(image.id.as_str()).unwrap().expect("held image stays");
+        assert!(untagged.repo_tags.is_empty() && untagged.repo_digests.is_empty());
+        assert!(store.resolve("example.com/app:v1").unwrap().is_none());
+        assert!(store.has_blob(&image.id) && store.has_layer(&image.chain_ids[0]));
+
+        // Holds are durable: a restarted daemon keeps the content for the container.
+        drop(store);
+        let store = Arc::new(ImageStore::open(dir.path()).unwrap());
+        assert!(store.resolve(image.id.as_str()).unwrap().is_some());
+        assert!(store.has_layer(&image.chain_ids[0]));
+
+        store.release(&holder).await.unwrap();
+        assert!(store.resolve(image.id.as_str()).unwrap().is_none());
+        assert!(!store.has_blob(&image.id) && !store.has_layer(&image.chain_ids[0]));
+        // Releasing twice is no error.
+        store.release(&holder).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn releasing_a_tagged_image_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, image) = store_with_image(dir.path());
+        let holder = Holder::new("c1").unwrap();
+        store.hold(&holder, &image.id).unwrap();
+        store.release(&holder).await.unwrap();
+        assert_eq!(store.resolve("example.com/app:v1").unwrap().unwrap().id, image.id);
+        assert!(store.has_layer(&image.chain_ids[0]));
+    }
+
+    #[test]
+    fn holds_name_existing_images_and_safe_holders() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store_with_image(dir.path());
+        let missing = Digest::of(b"missing");
+        assert!(matches!(store.hold(&Holder::new("c1").unwrap(), &missing), Err(StoreError::NoImage(_))));
+        for bad in ["", "../x", ".hidden", "a/b", &"x".repeat(129)] {
+            assert!(Holder::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn resolve_by_id_prefix_needs_twelve_digits_or_the_algorithm() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, image) = store_with_image(dir.path());
+        let hex = image.id.hex();
+        assert_eq!(store.resolve(&hex[..12]).unwrap().unwrap().id, image.id);
+        assert_eq!(store.resolve(&format!("sha256:{}", &hex[..4])).unwrap().unwrap().id, image.id);
+        // Shorter bare hex is a repository name, as Docker reads it.
+        assert!(store.resolve(&hex[..6]).unwrap().is_none());
+    }
+}
