@@ -61,7 +61,11 @@ Reach it with crictl:
   crictl --runtime-endpoint unix://$socket --image-endpoint unix://$socket info
 Or once for all crictl commands:
   printf 'runtime-endpoint: unix://$socket\nimage-endpoint: unix://$socket\n' > /etc/crictl.yaml
-Check it against the conformance suite:
-  crisp-conformance --endpoint unix://$socket
+Pull and list images from the lab registry (docker.io and registry.k8s.io resolve through it):
+  crictl --runtime-endpoint unix://$socket --image-endpoint unix://$socket pull busybox
+  crictl --runtime-endpoint unix://$socket --image-endpoint unix://$socket images
+Check it against the conformance suite, and time a cold pull:
+  crisp-conformance --endpoint unix://$socket --test-registry 127.0.0.1:5000 --docker-io-mirrored
+  crisp-conformance bench pull --endpoint unix://$socket --test-registry 127.0.0.1:5000
 Stop crisp and the lab registry: contrib/stop.sh
 MSG

@@ -306,24 +306,64 @@ async fn a_blob_that_does_not_match_its_digest_stores_nothing() {
     assert!(s.entries("layers").is_empty());
 }
 
-#[tokio::test]
-async fn a_hostile_layer_is_refused_and_nothing_escapes() {
-    let s = setup().await;
+/// Pushes a one-layer image of `entries` under `crisp/hostile:TAG` and returns its reference.
+async fn push_layer(s: &Setup, tag: &str, entries: &[(&[u8], EntryType, Option<&[u8]>)]) -> String {
     let mut layer = LayerBuilder::default();
-    layer.raw(b"../../escaped", EntryType::Regular, None, b"gotcha").unwrap();
+    for (name, kind, link) in entries {
+        layer.raw(name, *kind, *link, b"gotcha").unwrap();
+    }
     let image = Image::build(&ImageSpec::default(), vec![layer.finish().unwrap()]).unwrap();
     let addr = s.registry.registry().addr();
-    let reference = oci_client::Reference::with_tag(addr.to_string(), "crisp/hostile".into(), "v1".into());
+    let reference = oci_client::Reference::with_tag(addr.to_string(), "crisp/hostile".into(), tag.into());
     push(&lab_client(), &reference, &image, &s.registry.registry().auth()).await.unwrap();
+    format!("{addr}/crisp/hostile:{tag}")
+}
 
-    let err = pull(&s.client, &format!("{addr}/crisp/hostile:v1")).await.unwrap_err();
-    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
-    assert_contains(err.message(), "escaped");
+#[tokio::test]
+async fn hostile_layers_are_refused_and_nothing_escapes() {
+    use EntryType::{Directory, Link, Regular, Symlink};
+    let s = setup().await;
+    let outside = s.lab.path("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("precious"), b"keep").unwrap();
+    let outside_link = outside.to_str().unwrap().as_bytes().to_vec();
+    let precious = outside.join("precious").to_str().unwrap().as_bytes().to_vec();
+    let cases: Vec<(&str, Vec<(&[u8], EntryType, Option<&[u8]>)>, &str)> = vec![
+        ("dotdot", vec![(b"../../escaped", Regular, None)], "escaped"),
+        ("absolute", vec![(b"/escaped", Regular, None)], "escaped"),
+        ("through-symlink", vec![(b"a", Symlink, Some(&outside_link)), (b"a/escaped", Regular, None)], "a/escaped"),
+        ("hardlink-out", vec![(b"h", Link, Some(b"../../../etc/passwd"))], "h"),
+        ("hardlink-absolute", vec![(b"h", Link, Some(&precious))], "h"),
+        ("whiteout-dotdot", vec![(b"d", Directory, None), (b"d/.wh..", Regular, None)], ".wh.."),
+    ];
+    for (tag, entries, named) in &cases {
+        let reference = push_layer(&s, tag, entries).await;
+        let err = pull(&s.client, &reference).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{tag}: {err:?}");
+        assert_contains(err.message(), named);
+    }
     assert!(list(&s.client).await.is_empty());
     assert!(s.entries("layers").is_empty(), "{:?}", s.entries("layers"));
-    for place in [s.store(".."), s.store("."), s.store("layers")] {
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
+    assert_eq!(fs::read(outside.join("precious")).unwrap(), b"keep");
+    for place in [s.lab.path(""), s.store(""), s.store("layers")] {
         assert!(!place.join("escaped").exists(), "{}", place.display());
     }
+}
+
+#[tokio::test]
+async fn a_layer_past_the_size_limit_is_refused() {
+    let registry = ImageLab::start().await.expect("lab registry");
+    let lab = Lab::new();
+    // Busybox alone unpacks to more than a megabyte.
+    lab.write_config("[image]\nmax_layer_bytes = 1048576\n");
+    let daemon = lab.start();
+    let client = daemon.client().await;
+    let err = pull(&client, &format!("{}/{}", registry.registry().addr(), LabImage::Busybox)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert_contains(err.message(), "1048576");
+    assert!(list(&client).await.is_empty());
+    assert_eq!(fs::read_dir(lab.path("root/image/layers")).unwrap().count(), 0);
 }
 
 /// Counts the registry's GETs of a blob in its access log.
