@@ -306,8 +306,11 @@ async fn a_blob_that_does_not_match_its_digest_stores_nothing() {
     assert!(s.entries("layers").is_empty());
 }
 
+/// A raw tar entry: name, type, link target.
+type RawEntry<'a> = (&'a [u8], EntryType, Option<&'a [u8]>);
+
 /// Pushes a one-layer image of `entries` under `crisp/hostile:TAG` and returns its reference.
-async fn push_layer(s: &Setup, tag: &str, entries: &[(&[u8], EntryType, Option<&[u8]>)]) -> String {
+async fn push_layer(s: &Setup, tag: &str, entries: &[RawEntry<'_>]) -> String {
     let mut layer = LayerBuilder::default();
     for (name, kind, link) in entries {
         layer.raw(name, *kind, *link, b"gotcha").unwrap();
@@ -328,7 +331,7 @@ async fn hostile_layers_are_refused_and_nothing_escapes() {
     fs::write(outside.join("precious"), b"keep").unwrap();
     let outside_link = outside.to_str().unwrap().as_bytes().to_vec();
     let precious = outside.join("precious").to_str().unwrap().as_bytes().to_vec();
-    let cases: Vec<(&str, Vec<(&[u8], EntryType, Option<&[u8]>)>, &str)> = vec![
+    let cases: Vec<(&str, Vec<RawEntry>, &str)> = vec![
         ("dotdot", vec![(b"../../escaped", Regular, None)], "escaped"),
         ("absolute", vec![(b"/escaped", Regular, None)], "escaped"),
         ("through-symlink", vec![(b"a", Symlink, Some(&outside_link)), (b"a/escaped", Regular, None)], "a/escaped"),
