@@ -2,7 +2,7 @@
 
 use oci_client::secrets::RegistryAuth;
 
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub enum Credentials {
     #[default]
     Anonymous,
@@ -26,6 +26,14 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// Tells credentials apart without keeping them: which pulls may share one download.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut hasher);
+        hasher.finish()
+    }
+
     pub(crate) fn registry_auth(&self) -> RegistryAuth {
         match self {
             Credentials::Anonymous => RegistryAuth::Anonymous,

@@ -19,6 +19,8 @@ pub struct Endpoint {
     pub plain_http: bool,
     /// Accept TLS certificates that do not verify.
     pub insecure: bool,
+    /// The registry itself rather than a mirror of it: the only one credentials go to.
+    pub upstream: bool,
 }
 
 impl Endpoint {
@@ -81,11 +83,11 @@ pub fn endpoints(registries: &[RegistryConfig], reference: &Reference) -> Vec<En
                 Some(rest) => (true, rest),
                 None => (false, mirror.strip_prefix("https://").unwrap_or(mirror)),
             };
-            Endpoint { host: rest.trim_end_matches('/').to_owned(), plain_http, insecure }
+            Endpoint { host: rest.trim_end_matches('/').to_owned(), plain_http, insecure, upstream: false }
         })
         .collect();
     let upstream = if host == DOCKER_HUB { "registry-1.docker.io" } else { host };
-    endpoints.push(Endpoint { host: upstream.to_owned(), plain_http: is_loopback(host), insecure });
+    endpoints.push(Endpoint { host: upstream.to_owned(), plain_http: is_loopback(host), insecure, upstream: true });
     endpoints
 }
 
@@ -110,6 +112,7 @@ mod tests {
     fn mirrors_first_then_the_registry() {
         let registries = [registry("docker.io", &["http://127.0.0.1:5000", "https://mirror.example/"], false)];
         let got = endpoints(&registries, &Reference::parse("busybox").unwrap());
+        assert_eq!(got.iter().map(|e| e.upstream).collect::<Vec<_>>(), [false, false, true]);
         let shown: Vec<_> = got.iter().map(|e| e.to_string()).collect();
         assert_eq!(shown, ["http://127.0.0.1:5000", "https://mirror.example", "https://registry-1.docker.io"]);
         let r = got[0].reference(&Reference::parse("busybox").unwrap());

@@ -41,7 +41,8 @@ impl PullError {
 
     pub(super) fn registry(endpoint: &Endpoint, reference: &Reference, e: OciDistributionError) -> PullError {
         let reference = reference.to_string();
-        let message = format!("{endpoint}: {e}");
+        // A registry's error text ends up in the kubelet's events and crisp's log: keep it short.
+        let message = truncate(format!("{endpoint}: {e}"));
         match kind(&e) {
             Kind::NotFound => PullError::NotFound { reference, tried: message },
             Kind::Unauthorized => PullError::Unauthorized { reference, message },
@@ -109,4 +110,18 @@ fn kind(e: &OciDistributionError) -> Kind {
         OciDistributionError::ServerError { code: 401 | 403, .. } => Kind::Unauthorized,
         _ => Kind::Unreachable,
     }
+}
+
+const MAX_MESSAGE: usize = 1024;
+
+fn truncate(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
 }

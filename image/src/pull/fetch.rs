@@ -143,7 +143,7 @@ mod tests {
 
     async fn fetch(addr: &str, reference: &str) -> Result<(Vec<u8>, Digest), PullError> {
         let reference = Reference::parse(&format!("{addr}/{reference}")).unwrap();
-        let endpoint = Endpoint { host: addr.to_owned(), plain_http: true, insecure: false };
+        let endpoint = Endpoint { host: addr.to_owned(), plain_http: true, insecure: false, upstream: true };
         let _ = rustls::crypto::ring::default_provider().install_default();
         let (client, http) = (endpoint.client(), endpoint.http_client().unwrap());
         let fetcher = Fetcher {

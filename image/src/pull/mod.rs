@@ -12,7 +12,7 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use futures::future::{BoxFuture, Shared};
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 
@@ -24,11 +24,13 @@ use self::manifest::{Descriptor, MAX_DOCUMENT_SIZE, Manifest};
 use crate::config::RegistryConfig;
 use crate::digest::{Digest, chain_ids};
 use crate::reference::Reference;
-use crate::store::{ImageRecord, ImageStore};
-use crate::unpack::{self, Compression, Limits};
+use crate::store::{Content, ImageRecord, ImageStore};
+use crate::unpack::{self, Compression, Limits, UnpackError};
 
 /// Layers fetched and unpacked at once per pull.
 const LAYER_CONCURRENCY: usize = 3;
+/// More layers than overlayfs stacks well: refused before anything is fetched.
+const MAX_LAYERS: usize = 256;
 
 type PullFuture = Shared<BoxFuture<'static, Result<ImageRecord, PullError>>>;
 
@@ -36,8 +38,10 @@ pub struct Puller {
     store: Arc<ImageStore>,
     registries: Vec<RegistryConfig>,
     limits: Limits,
-    /// Pulls under way by reference: a second pull of the same reference waits for the first.
-    inflight: Mutex<HashMap<String, PullFuture>>,
+    /// Pulls under way by reference and credentials: a second pull of the same waits for the
+    /// first. Each runs as a task of its own, so a caller that gives up (a deadline) does not
+    /// leave a half-done pull holding the store.
+    inflight: Mutex<HashMap<(String, u64), PullFuture>>,
 }
 
 impl Puller {
@@ -57,23 +61,25 @@ impl Puller {
         reference: Reference,
         credentials: Credentials,
     ) -> Result<ImageRecord, PullError> {
-        let key = reference.to_string();
+        let key = (reference.to_string(), credentials.fingerprint());
         let pull = {
             let mut inflight = self.inflight.lock().expect("inflight pulls");
             inflight
                 .entry(key.clone())
                 .or_insert_with(|| {
                     let this = self.clone();
-                    async move { this.pull_from_endpoints(&reference, &credentials).await }.boxed().shared()
+                    let task = tokio::spawn(async move {
+                        let result = this.pull_from_endpoints(&reference, &credentials).await;
+                        this.inflight.lock().expect("inflight pulls").remove(&key);
+                        result
+                    });
+                    async move { task.await.unwrap_or_else(|e| Err(PullError::Store(format!("pull task: {e}")))) }
+                        .boxed()
+                        .shared()
                 })
                 .clone()
         };
-        let result = pull.clone().await;
-        let mut inflight = self.inflight.lock().expect("inflight pulls");
-        if inflight.get(&key).is_some_and(|p| p.ptr_eq(&pull)) {
-            inflight.remove(&key);
-        }
-        result
+        pull.await
     }
 
     async fn pull_from_endpoints(
@@ -81,9 +87,10 @@ impl Puller {
         reference: &Reference,
         credentials: &Credentials,
     ) -> Result<ImageRecord, PullError> {
-        let auth = credentials.registry_auth();
         let mut failures = Vec::new();
         for endpoint in endpoints(&self.registries, reference) {
+            // The kubelet's credentials are for the registry itself; mirrors get none.
+            let auth = if endpoint.upstream { credentials.registry_auth() } else { RegistryAuth::Anonymous };
             match self.pull_from(&endpoint, reference, &auth).await {
                 Ok(record) => return Ok(record),
                 // Content that fails verification or a store that fails is no reason to ask
@@ -133,6 +140,15 @@ impl Puller {
                 }
             };
 
+        if layers.len() > MAX_LAYERS {
+            return Err(PullError::invalid(reference, format!("{} layers, more than {MAX_LAYERS}", layers.len())));
+        }
+        if let Some(huge) = layers.iter().find(|l| l.size > self.limits.max_bytes) {
+            return Err(PullError::invalid(
+                reference,
+                format!("layer {} is {} bytes, over the {} byte limit", huge.digest, huge.size, self.limits.max_bytes),
+            ));
+        }
         let _pulling = self.store.pulling().await;
         let config_bytes = fetch_document(&client, &remote, &config, endpoint, reference).await?;
         let image_config = manifest::parse_config(&config_bytes).map_err(|why| PullError::invalid(reference, why))?;
@@ -148,13 +164,19 @@ impl Puller {
         let chain = chain_ids(&image_config.diff_ids);
         let diff_ids = &image_config.diff_ids;
         // By index: a closure over borrowed tuples is not general enough for a shared future.
-        futures::stream::iter(0..layers.len())
+        // Every layer runs to its end before a failure is reported: an unpack on a blocking
+        // thread cannot be cancelled, and must not outlive the pull that started it.
+        let outcomes: Vec<Result<(), PullError>> = futures::stream::iter(0..layers.len())
             .map(|i| self.ensure_layer(&client, &remote, endpoint, reference, &layers[i], &diff_ids[i], &chain[i]))
             .buffer_unordered(LAYER_CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await?;
+            .collect()
+            .await;
+        outcomes.into_iter().collect::<Result<Vec<()>, _>>()?;
 
-        let size = manifest_bytes.len() as u64 + config.size + layers.iter().map(|l| l.size).sum::<u64>();
+        let size = layers
+            .iter()
+            .try_fold(manifest_bytes.len() as u64 + config.size, |total, l| total.checked_add(l.size))
+            .ok_or_else(|| PullError::invalid(reference, "layer sizes add up past 2^64 bytes"))?;
         let record = ImageRecord {
             id: config.digest.clone(),
             repo_tags: Vec::new(),
@@ -164,6 +186,7 @@ impl Puller {
             chain_ids: chain,
             size,
             config: image_config.summary,
+            generation: 0,
         };
         let (store, tagged_as) = (self.store.clone(), reference.clone());
         let record =
@@ -173,7 +196,7 @@ impl Puller {
     }
 
     async fn store_document(&self, digest: &Digest, bytes: &[u8]) -> Result<(), PullError> {
-        let _lock = self.store.lock_content(digest).await;
+        let _lock = self.store.lock_content(Content::Blob, digest).await;
         if self.store.has_blob(digest) {
             return Ok(());
         }
@@ -197,12 +220,12 @@ impl Puller {
         if self.store.has_layer(chain_id) {
             return Ok(());
         }
-        let _layer_lock = self.store.lock_content(chain_id).await;
+        let _layer_lock = self.store.lock_content(Content::Layer, chain_id).await;
         if self.store.has_layer(chain_id) {
             return Ok(());
         }
         {
-            let _blob_lock = self.store.lock_content(&layer.digest).await;
+            let _blob_lock = self.store.lock_content(Content::Blob, &layer.digest).await;
             if !self.store.has_blob(&layer.digest) {
                 download(&self.store, client, remote, layer, endpoint, reference).await?;
             }
@@ -227,8 +250,12 @@ impl Puller {
                             Compression::sniff(&magic[..n])
                         }
                     };
-                    unpack::unpack(std::io::BufReader::new(file), compression, &workdir, &limits)
-                        .map_err(|e| invalid(format!("layer {}: {e}", blob.display())))
+                    unpack::unpack(std::io::BufReader::new(file), compression, &workdir, &limits).map_err(|e| match e {
+                        UnpackError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
+                            PullError::NoSpace(e.to_string())
+                        }
+                        e => invalid(format!("layer {}: {e}", blob.display())),
+                    })
                 });
             let result = unpacked.and_then(|unpacked| {
                 if unpacked.diff_id != diff_id {

@@ -25,8 +25,17 @@ pub(super) fn workdir(root: &Path) -> Result<PathBuf, StoreError> {
     Ok(path)
 }
 
+/// Makes the unpacked layer durable, then puts it in place. A layer already there (unpacked by
+/// a pull that lost a race) wins; this copy is dropped.
 pub(super) fn commit(root: &Path, workdir: &Path, chain_id: &Digest) -> Result<(), StoreError> {
     let target = path(root, chain_id);
+    if target.is_dir() {
+        return fs::remove_dir_all(workdir).map_err(io_err(workdir));
+    }
+    // The unpacker writes without fsync; one syncfs covers every file before the rename that
+    // makes the layer visible, so a power loss cannot leave a record pointing at empty files.
+    let unpacked = fs::File::open(workdir).map_err(io_err(workdir))?;
+    nix::unistd::syncfs(&unpacked).map_err(|e| io_err(workdir)(e.into()))?;
     fs::rename(workdir, &target).map_err(io_err(&target))?;
     let dir = dir(root);
     sync_dir(&dir).map_err(io_err(&dir))

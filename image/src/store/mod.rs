@@ -46,7 +46,10 @@ pub struct ImageStore {
     holds: Mutex<BTreeMap<Holder, ImageId>>,
     /// One async lock per blob or layer being fetched or unpacked, so concurrent pulls of
     /// images that share content do the work once.
-    content_locks: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    content_locks: Mutex<HashMap<(Content, Digest), Arc<tokio::sync::Mutex<()>>>>,
+    /// Serializes changes to records, so files are written outside the index lock that
+    /// readers on the async workers take.
+    writer: Mutex<()>,
     /// Pulls hold it shared while they add content not yet owned by a record; collection
     /// takes it exclusively so it never removes what a pull is about to commit.
     collection: tokio::sync::RwLock<()>,
@@ -82,6 +85,7 @@ impl ImageStore {
             images: RwLock::new(images),
             holds: Mutex::new(holds),
             content_locks: Mutex::new(HashMap::new()),
+            writer: Mutex::new(()),
             collection: tokio::sync::RwLock::new(()),
         };
         store.collect_unlocked()?;
@@ -96,30 +100,28 @@ impl ImageStore {
         self.read().values().cloned().collect()
     }
 
-    /// Finds an image by ID (`sha256:…`, its hex, or a unique hex prefix), by a tag or digest
-    /// reference, full or short.
+    /// Finds an image by ID (`sha256:…`), by a tag or digest reference, full or short, and
+    /// then by ID hex or a unique prefix of it (12 digits at least, or any with `sha256:`).
+    /// Names go before ID prefixes, as in containerd: a repository may look like hex.
     pub fn resolve(&self, query: &str) -> Result<Option<ImageRecord>, ResolveError> {
         let images = self.read();
         if let Ok(id) = Digest::parse(query) {
-            if let Some(image) = images.get(&id) {
-                return Ok(Some(image.clone()));
-            }
+            return Ok(images.get(&id).cloned());
+        }
+        let reference = Reference::parse(query);
+        if let Some(image) = reference.as_ref().ok().and_then(|r| Self::find(&images, r)) {
+            return Ok(Some(image.clone()));
         }
         let hex = query.strip_prefix("sha256:").unwrap_or(query);
         if is_hex_prefix(hex) && (hex.len() >= 12 || query.starts_with("sha256:")) {
             let mut found = images.values().filter(|i| i.id.hex().starts_with(hex));
-            if let Some(first) = found.next() {
-                return match found.next() {
-                    None => Ok(Some(first.clone())),
-                    Some(_) => Err(ResolveError::Store(StoreError::Ambiguous(query.to_owned()))),
-                };
-            }
-            if query.starts_with("sha256:") {
-                return Ok(None);
-            }
+            return match (found.next(), found.next()) {
+                (Some(first), None) => Ok(Some(first.clone())),
+                (Some(_), Some(_)) => Err(ResolveError::Store(StoreError::Ambiguous(query.to_owned()))),
+                (None, _) => Ok(None),
+            };
         }
-        let reference = Reference::parse(query).map_err(ResolveError::Reference)?;
-        Ok(Self::find(&images, &reference).cloned())
+        reference.map(|_| None).map_err(ResolveError::Reference)
     }
 
     fn find<'a>(images: &'a BTreeMap<ImageId, ImageRecord>, reference: &Reference) -> Option<&'a ImageRecord> {
@@ -163,12 +165,13 @@ impl ImageStore {
         layers::commit(&self.root, workdir, chain_id)
     }
 
-    /// Serializes work on one piece of content across concurrent pulls.
-    pub async fn lock_content(&self, digest: &Digest) -> tokio::sync::OwnedMutexGuard<()> {
+    /// Serializes work on one piece of content across concurrent pulls. Blobs and layers are
+    /// locked apart: an uncompressed first layer's blob digest is also its chain ID.
+    pub async fn lock_content(&self, kind: Content, digest: &Digest) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
             let mut locks = self.content_locks.lock().expect("content locks");
             locks.retain(|_, l| Arc::strong_count(l) > 1);
-            locks.entry(digest.clone()).or_default().clone()
+            locks.entry((kind, digest.clone())).or_default().clone()
         };
         lock.lock_owned().await
     }
@@ -180,33 +183,48 @@ impl ImageStore {
 
     /// Records a pulled image under `reference`, whose manifest (or index) has `repo_digest`:
     /// the tag moves to this image from any other that had it; tags the image had from other
-    /// references stay.
+    /// references stay. A reference with a digest records no tag: the registry was not asked
+    /// what the tag names now.
+    ///
+    /// The image's own record is written first, then those that lost the tag: a crash between
+    /// leaves the tag on two records, and loading keeps it on the newer one.
     pub fn commit_image(
         &self,
         mut record: ImageRecord,
         reference: &Reference,
         repo_digest: &Digest,
     ) -> Result<ImageRecord, StoreError> {
-        let mut images = self.write();
-        let tagged = reference.tagged();
-        let digested = reference.with_digest(repo_digest);
-        if let Some(existing) = images.get(&record.id) {
-            record.repo_tags = existing.repo_tags.clone();
-            record.repo_digests = existing.repo_digests.clone();
-        }
-        let mut changed = Vec::new();
-        if let Some(tag) = &tagged {
-            for other in images.values_mut().filter(|i| i.id != record.id && i.repo_tags.contains(tag)) {
-                other.repo_tags.retain(|t| t != tag);
-                changed.push(other.clone());
+        let _writer = self.writer.lock().expect("image writer lock");
+        let tag = reference.tagged().filter(|_| reference.digest().is_none());
+        let mut losers = Vec::new();
+        {
+            let images = self.read();
+            if let Some(existing) = images.get(&record.id) {
+                record.repo_tags = existing.repo_tags.clone();
+                record.repo_digests = existing.repo_digests.clone();
             }
-            insert_sorted(&mut record.repo_tags, tag.clone());
+            if let Some(tag) = &tag {
+                for other in images.values().filter(|i| i.id != record.id && i.repo_tags.contains(tag)) {
+                    let mut other = other.clone();
+                    other.repo_tags.retain(|t| t != tag);
+                    losers.push(other);
+                }
+            }
         }
-        insert_sorted(&mut record.repo_digests, digested);
-        for other in &changed {
-            record::write(&self.root, other)?;
+        if let Some(tag) = tag {
+            insert_sorted(&mut record.repo_tags, tag);
         }
+        insert_sorted(&mut record.repo_digests, reference.with_digest(repo_digest));
+        record.generation = record::next_generation();
         record::write(&self.root, &record)?;
+        for loser in &mut losers {
+            loser.generation = record::next_generation();
+            record::write(&self.root, loser)?;
+        }
+        let mut images = self.write();
+        for loser in losers {
+            images.insert(loser.id.clone(), loser);
+        }
         images.insert(record.id.clone(), record.clone());
         Ok(record)
     }
@@ -214,45 +232,61 @@ impl ImageStore {
     /// Removes an image and every tag of it, then collects what no image uses any more.
     /// Removing an image that is not there is no error: the caller asked for it to be gone.
     pub async fn remove(self: &Arc<Self>, id: &ImageId) -> Result<bool, StoreError> {
-        let _exclusive = self.collection.write().await;
         let (store, id) = (self.clone(), id.clone());
-        // Deleting trees and syncing directories is blocking work; the guard stays held here.
-        tokio::task::spawn_blocking(move || store.remove_and_collect(&id))
-            .await
-            .map_err(|e| StoreError::Io { path: self.root.clone(), source: std::io::Error::other(e) })?
+        let removed = blocking(&self.root, move || store.remove_record(&id)).await?;
+        self.collect().await?;
+        Ok(removed)
     }
 
-    fn remove_and_collect(&self, id: &ImageId) -> Result<bool, StoreError> {
-        let removed = {
-            let mut images = self.write();
-            let held = self.holds().values().any(|h| h == id);
-            match images.get_mut(id) {
-                None => false,
-                // A container uses it: it loses its names, keeps its content.
-                Some(image) if held => {
-                    let mut untagged = image.clone();
-                    untagged.repo_tags.clear();
-                    untagged.repo_digests.clear();
-                    record::write(&self.root, &untagged)?;
-                    *image = untagged;
-                    true
-                }
-                Some(_) => {
-                    // The record goes first: if that fails, the image stays, in memory as on disk.
-                    record::remove(&self.root, id)?;
-                    images.remove(id);
-                    true
+    fn remove_record(&self, id: &ImageId) -> Result<bool, StoreError> {
+        let _writer = self.writer.lock().expect("image writer lock");
+        let held = self.holds().values().any(|h| h == id);
+        let Some(image) = self.read().get(id).cloned() else { return Ok(false) };
+        if held {
+            // A container uses it: it loses its names, keeps its content.
+            let mut untagged = image;
+            untagged.repo_tags.clear();
+            untagged.repo_digests.clear();
+            untagged.generation = record::next_generation();
+            record::write(&self.root, &untagged)?;
+            self.write().insert(id.clone(), untagged);
+        } else {
+            // The record goes first: if that fails, the image stays, in memory as on disk.
+            record::remove(&self.root, id)?;
+            self.write().remove(id);
+        }
+        Ok(true)
+    }
+
+    /// Collects unreferenced content now if no pull is adding content, else as soon as none
+    /// is: a removal never waits for pulls, and pulls never queue behind a collection.
+    async fn collect(self: &Arc<Self>) -> Result<(), StoreError> {
+        if let Ok(exclusive) = self.collection.try_write() {
+            let store = self.clone();
+            let result = blocking(&self.root, move || store.collect_unlocked()).await;
+            drop(exclusive);
+            return result;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                if let Ok(_exclusive) = store.collection.try_write() {
+                    let collector = store.clone();
+                    if let Err(e) = blocking(&store.root, move || collector.collect_unlocked()).await {
+                        tracing::warn!("collecting unreferenced image content: {e}");
+                    }
+                    return;
                 }
             }
-        };
-        self.collect_unlocked()?;
-        Ok(removed)
+        });
+        Ok(())
     }
 
     /// Records that `holder` (a container) uses the image, so removing the image only untags it.
     pub fn hold(&self, holder: &Holder, id: &ImageId) -> Result<(), StoreError> {
-        let images = self.read();
-        if !images.contains_key(id) {
+        let _writer = self.writer.lock().expect("image writer lock");
+        if !self.read().contains_key(id) {
             return Err(StoreError::NoImage(id.clone()));
         }
         holds::write(&self.root, holder, id)?;
@@ -262,27 +296,23 @@ impl ImageStore {
 
     /// Ends `holder`'s use. An image that was untagged while held, and is held no more, goes.
     pub async fn release(self: &Arc<Self>, holder: &Holder) -> Result<(), StoreError> {
-        let _exclusive = self.collection.write().await;
         let (store, holder) = (self.clone(), holder.clone());
-        tokio::task::spawn_blocking(move || store.release_and_collect(&holder))
-            .await
-            .map_err(|e| StoreError::Io { path: self.root.clone(), source: std::io::Error::other(e) })?
+        blocking(&self.root, move || store.release_hold(&holder)).await?;
+        self.collect().await
     }
 
-    fn release_and_collect(&self, holder: &Holder) -> Result<(), StoreError> {
-        {
-            let mut images = self.write();
-            let Some(id) = self.holds().get(holder).cloned() else { return Ok(()) };
-            holds::remove(&self.root, holder)?;
-            self.holds().remove(holder);
-            let still_held = self.holds().values().any(|h| *h == id);
-            let unnamed = images.get(&id).is_some_and(|i| i.repo_tags.is_empty() && i.repo_digests.is_empty());
-            if !still_held && unnamed {
-                record::remove(&self.root, &id)?;
-                images.remove(&id);
-            }
+    fn release_hold(&self, holder: &Holder) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().expect("image writer lock");
+        let Some(id) = self.holds().get(holder).cloned() else { return Ok(()) };
+        holds::remove(&self.root, holder)?;
+        self.holds().remove(holder);
+        let still_held = self.holds().values().any(|h| *h == id);
+        let unnamed = self.read().get(&id).is_some_and(|i| i.repo_tags.is_empty() && i.repo_digests.is_empty());
+        if !still_held && unnamed {
+            record::remove(&self.root, &id)?;
+            self.write().remove(&id);
         }
-        self.collect_unlocked()
+        Ok(())
     }
 
     fn holds(&self) -> std::sync::MutexGuard<'_, BTreeMap<Holder, ImageId>> {
@@ -311,6 +341,13 @@ impl ImageStore {
     }
 }
 
+/// What a content lock guards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Content {
+    Blob,
+    Layer,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     #[error(transparent)]
@@ -326,28 +363,49 @@ fn insert_sorted(list: &mut Vec<String>, item: String) {
 }
 
 /// Bytes and inodes used under a directory, not following symlinks or crossing mounts.
+/// Entries that vanish during the walk (a pull renaming, a collection removing) are skipped.
 pub fn usage(dir: &Path) -> io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
+    let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
     let top = fs::symlink_metadata(dir)?;
     let mut bytes = top.blocks() * 512;
     let mut inodes = 1;
     let mut pending = vec![dir.to_owned()];
     let mut seen = std::collections::HashSet::new();
     while let Some(dir) = pending.pop() {
-        for entry in fs::read_dir(&dir)? {
-            let entry = entry?;
-            let meta = entry.metadata()?;
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let meta = match entry.and_then(|e| e.metadata().map(|m| (e.path(), m))) {
+                Ok(found) => found,
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            let (path, meta) = meta;
             if meta.dev() != top.dev() || (meta.nlink() > 1 && !seen.insert((meta.dev(), meta.ino()))) {
                 continue;
             }
             bytes += meta.blocks() * 512;
             inodes += 1;
             if meta.is_dir() {
-                pending.push(entry.path());
+                pending.push(path);
             }
         }
     }
     Ok((bytes, inodes))
+}
+
+/// Runs the store's file work (fsyncs, renames, deletions) off the async workers.
+async fn blocking<T: Send + 'static>(
+    root: &Path,
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Io { path: root.to_owned(), source: io::Error::other(e) })?
 }
 
 pub(crate) use atomic::sync_dir;
@@ -377,6 +435,7 @@ mod tests {
             chain_ids: vec![chain_id],
             size: config.len() as u64,
             config: ImageConfigSummary::default(),
+            generation: 0,
         };
         let reference = Reference::parse("example.com/app:v1").unwrap();
         let record = store.commit_image(record, &reference, &id).unwrap();

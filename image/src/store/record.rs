@@ -26,6 +26,25 @@ pub struct ImageRecord {
     /// Manifest, config and compressed layers, in bytes.
     pub size: u64,
     pub config: ImageConfigSummary,
+    /// When the record was last written, in a daemon-wide increasing order: which of two
+    /// records claiming one tag (a crash in the middle of moving it) is the newer.
+    #[serde(default)]
+    pub generation: u64,
+}
+
+/// Nanoseconds since the epoch, never equal to or below the last one handed out.
+pub fn next_generation() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1);
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
 }
 
 /// What creating a container needs from the image config, kept so that no config is read on a
@@ -99,5 +118,28 @@ pub(super) fn load_all(root: &Path) -> Result<BTreeMap<ImageId, ImageRecord>, St
             }
         }
     }
+    settle_tags(root, &mut images)?;
     Ok(images)
+}
+
+/// A tag on two records (a crash while it moved) stays on the newer one only.
+fn settle_tags(root: &Path, images: &mut BTreeMap<ImageId, ImageRecord>) -> Result<(), StoreError> {
+    let mut owner: BTreeMap<String, (u64, ImageId)> = BTreeMap::new();
+    for image in images.values() {
+        for tag in &image.repo_tags {
+            let entry = owner.entry(tag.clone()).or_insert((image.generation, image.id.clone()));
+            if image.generation > entry.0 {
+                *entry = (image.generation, image.id.clone());
+            }
+        }
+    }
+    for image in images.values_mut() {
+        let before = image.repo_tags.len();
+        image.repo_tags.retain(|t| owner.get(t).is_some_and(|(_, id)| *id == image.id));
+        if image.repo_tags.len() != before {
+            tracing::warn!(image = %image.id, "dropping tags a newer image record holds");
+            write(root, image)?;
+        }
+    }
+    Ok(())
 }
