@@ -465,3 +465,128 @@ async fn bad_and_missing_references() {
     assert!(status(&s.client, &missing).await.is_none());
     assert!(list(&s.client).await.is_empty());
 }
+
+/// A pull whose caller gives up (critest's 1 ms deadline) neither wedges the store nor leaves
+/// the image half there: removal and later pulls go on.
+#[tokio::test]
+async fn a_cancelled_pull_leaves_the_store_usable() {
+    let s = setup().await;
+    let busybox = s.reference(LabImage::Busybox);
+    pull(&s.client, &busybox).await.unwrap();
+
+    let mut request = tonic::Request::new(PullImageRequest {
+        image: spec(&s.reference(LabImage::MultiLayer)),
+        auth: None,
+        sandbox_config: None,
+    });
+    request.set_timeout(Duration::from_millis(5));
+    let err = s.client.image.clone().pull_image(request).await.unwrap_err();
+    // The client gives up: tonic says Cancelled for its own deadline, DeadlineExceeded for one
+    // the server noticed first.
+    assert!(matches!(err.code(), Code::Cancelled | Code::DeadlineExceeded), "{err:?}");
+
+    let removal = tokio::time::timeout(Duration::from_secs(30), remove(&s.client, &busybox));
+    removal.await.expect("RemoveImage waited on a pull nobody awaits");
+    assert!(status(&s.client, &busybox).await.is_none());
+    let multi = id(&s.image(LabImage::MultiLayer).image);
+    assert_eq!(pull(&s.client, &s.reference(LabImage::MultiLayer)).await.unwrap(), multi);
+}
+
+/// An uncompressed first layer's blob digest is also its chain ID.
+#[tokio::test]
+async fn an_uncompressed_layer_pulls() {
+    let s = setup().await;
+    let mut layer = LayerBuilder::default();
+    layer.file("/hello", 0o644, b"plain\n").unwrap();
+    let image = Image::build(&ImageSpec::default(), vec![layer.finish_uncompressed().unwrap()]).unwrap();
+    let addr = s.registry.registry().addr();
+    let reference = oci_client::Reference::with_tag(addr.to_string(), "crisp/plain".into(), "v1".into());
+    push(&lab_client(), &reference, &image, &s.registry.registry().auth()).await.unwrap();
+
+    let pulled = tokio::time::timeout(Duration::from_secs(30), pull(&s.client, &format!("{addr}/crisp/plain:v1")))
+        .await
+        .expect("the pull hung");
+    assert_eq!(pulled.unwrap(), id(&image));
+    let chain = &chain_ids(&image)[0];
+    assert_eq!(fs::read(s.store("layers").join(chain).join("hello")).unwrap(), b"plain\n");
+}
+
+/// Pushing another image under a tag and pulling it again moves the tag; the old image keeps
+/// what else names it.
+#[tokio::test]
+async fn a_tag_moves_to_the_image_pulled_last() {
+    let mut s = setup().await;
+    let addr = s.registry.registry().addr();
+    let reference = oci_client::Reference::with_tag(addr.to_string(), "crisp/moving".into(), "v1".into());
+    let tagged = format!("{addr}/crisp/moving:v1");
+    let first = &s.image(LabImage::UserUid).image.clone();
+    let second = &s.image(LabImage::UserName).image.clone();
+
+    push(&lab_client(), &reference, first, &s.registry.registry().auth()).await.unwrap();
+    assert_eq!(pull(&s.client, &tagged).await.unwrap(), id(first));
+    push(&lab_client(), &reference, second, &s.registry.registry().auth()).await.unwrap();
+    assert_eq!(pull(&s.client, &tagged).await.unwrap(), id(second));
+
+    assert_eq!(status(&s.client, &tagged).await.unwrap().id, id(second));
+    let old = status(&s.client, &id(first)).await.expect("the first image stays");
+    assert!(old.repo_tags.is_empty(), "{:?}", old.repo_tags);
+    assert_eq!(old.repo_digests, [format!("{addr}/crisp/moving@{}", first.manifest_digest().as_str())]);
+
+    // The move survives a restart as it was made.
+    s.daemon.signal(libc::SIGTERM);
+    s.daemon.wait_exit(Duration::from_secs(15)).await;
+    s.daemon = s.lab.start();
+    s.client = s.daemon.client().await;
+    assert_eq!(status(&s.client, &tagged).await.unwrap().id, id(second));
+    assert!(status(&s.client, &id(first)).await.unwrap().repo_tags.is_empty());
+}
+
+/// Pull secrets are for the registry named in the reference; a mirror never sees them.
+#[tokio::test]
+async fn credentials_are_not_sent_to_mirrors() {
+    let mirror = Registry::start_with_auth(Credentials::new("crisp", "s3cret")).await.unwrap();
+    let mirror = ImageLab::with_registry(mirror).await.unwrap();
+    // The registry the reference names: a loopback port nothing listens on.
+    let upstream = "127.0.0.1:1";
+    let lab = Lab::new();
+    lab.write_config(&format!(
+        "[[image.registries]]\nhost = \"{upstream}\"\nmirrors = [\"http://{}\"]\n",
+        mirror.registry().addr()
+    ));
+    let daemon = lab.start();
+    let client = daemon.client().await;
+    // The lab pushed its images with the credentials: only what comes after is crisp's.
+    let log_path = mirror.registry().dir().join("registry.log");
+    let before = fs::read_to_string(&log_path).unwrap();
+    // The registry names the user of authenticated requests: the lab's pushes show how.
+    assert!(before.contains("auth.user.name=crisp") || before.contains("auth.user.name=\"crisp\""), "{before}");
+    let pushed = before.len();
+    let auth = Some(AuthConfig { username: "crisp".into(), password: "s3cret".into(), ..Default::default() });
+    let err = pull_as(&client, &format!("{upstream}/{}", LabImage::Busybox), auth).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "the mirror refuses anonymous pulls: {err:?}");
+    let log = fs::read_to_string(&log_path).unwrap()[pushed..].to_owned();
+    assert!(log.contains("/v2/"), "the mirror was asked:\n{log}");
+    assert!(
+        !log.contains("auth.user.name=crisp") && !log.contains("auth.user.name=\"crisp\""),
+        "credentials reached the mirror"
+    );
+}
+
+/// Images sharing a layer, pulled at once: the layer is fetched and unpacked once.
+#[tokio::test]
+async fn concurrent_pulls_of_images_sharing_a_layer_fetch_it_once() {
+    let s = setup().await;
+    let images = [LabImage::Busybox, LabImage::UserUid, LabImage::UserName, LabImage::UserUidGid];
+    let pulls = images.map(|which| {
+        let client = s.client.clone();
+        let reference = s.reference(which);
+        async move { pull(&client, &reference).await }
+    });
+    for (which, result) in images.iter().zip(futures::future::join_all(pulls).await) {
+        assert_eq!(result.unwrap(), id(&s.image(*which).image));
+    }
+    // Every repository's request for the blob is in the log; one in all is the point.
+    let layer = s.image(LabImage::Busybox).image.layers()[0].digest().as_str().to_owned();
+    assert_eq!(blob_gets(s.registry.registry(), &layer), 1);
+    assert_eq!(s.entries("layers").len(), 1);
+}

@@ -46,7 +46,7 @@ pub struct ImageStore {
     holds: Mutex<BTreeMap<Holder, ImageId>>,
     /// One async lock per blob or layer being fetched or unpacked, so concurrent pulls of
     /// images that share content do the work once.
-    content_locks: Mutex<HashMap<(Content, Digest), Arc<tokio::sync::Mutex<()>>>>,
+    content_locks: Mutex<HashMap<(Content, Digest), ContentLock>>,
     /// Serializes changes to records, so files are written outside the index lock that
     /// readers on the async workers take.
     writer: Mutex<()>,
@@ -340,6 +340,8 @@ impl ImageStore {
         self.images.write().expect("image index lock")
     }
 }
+
+type ContentLock = Arc<tokio::sync::Mutex<()>>;
 
 /// What a content lock guards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -3,6 +3,7 @@ use std::path::Path;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use oci_client::manifest::{IMAGE_LAYER_GZIP_MEDIA_TYPE, IMAGE_LAYER_MEDIA_TYPE};
 use tar::{EntryType, Header};
 
 use crate::lab::digest::Digest;
@@ -14,6 +15,7 @@ pub struct Layer {
     blob: Vec<u8>,
     digest: Digest,
     diff_id: Digest,
+    media_type: &'static str,
 }
 
 impl Layer {
@@ -30,6 +32,10 @@ impl Layer {
     /// The digest of the uncompressed tar: what the config's rootfs lists.
     pub fn diff_id(&self) -> &Digest {
         &self.diff_id
+    }
+
+    pub fn media_type(&self) -> &'static str {
+        self.media_type
     }
 }
 
@@ -105,7 +111,19 @@ impl LayerBuilder {
         let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
         gzip.write_all(&tar).map_err(LabError::Layer)?;
         let blob = gzip.finish().map_err(LabError::Layer)?;
-        Ok(Layer { digest: Digest::of(&blob), diff_id: Digest::of(&tar), blob })
+        Ok(Layer {
+            digest: Digest::of(&blob),
+            diff_id: Digest::of(&tar),
+            blob,
+            media_type: IMAGE_LAYER_GZIP_MEDIA_TYPE,
+        })
+    }
+
+    /// The layer as a plain tar: its blob digest is its diff ID.
+    pub fn finish_uncompressed(self) -> Result<Layer, LabError> {
+        let tar = self.tar.into_inner().map_err(LabError::Layer)?;
+        let digest = Digest::of(&tar);
+        Ok(Layer { digest: digest.clone(), diff_id: digest, blob: tar, media_type: IMAGE_LAYER_MEDIA_TYPE })
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use oci_client::manifest::{IMAGE_CONFIG_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE};
+use oci_client::manifest::{IMAGE_CONFIG_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE};
 use serde::Serialize;
 
 use super::layer::Layer;
@@ -39,7 +39,7 @@ pub(super) fn manifest_json(
         layers: layers
             .iter()
             .map(|layer| Descriptor {
-                media_type: IMAGE_LAYER_GZIP_MEDIA_TYPE,
+                media_type: layer.media_type(),
                 digest: layer.digest(),
                 size: layer.blob().len(),
             })
