@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::host::is_host_port;
 use crate::unpack::Limits;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,7 +38,9 @@ pub struct RegistryConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryConfigError {
-    #[error("image.registries: invalid host {0:?}: want a registry host such as docker.io or 127.0.0.1:5000")]
+    #[error(
+        "image.registries: invalid host {0:?}: want a registry host as image references name it, such as docker.io or 127.0.0.1:5000"
+    )]
     Host(String),
     #[error(
         "image.registries: host {host:?}: invalid mirror {mirror:?}: want http://host[:port], https://host[:port] or host[:port]"
@@ -55,7 +58,9 @@ impl ImageConfig {
     pub fn validate(&self) -> Result<(), RegistryConfigError> {
         let mut seen = std::collections::BTreeSet::new();
         for registry in &self.registries {
-            if !is_host_port(&registry.host) {
+            if !is_host_port(&registry.host)
+                || matches!(registry.host.as_str(), "index.docker.io" | "registry-1.docker.io")
+            {
                 return Err(RegistryConfigError::Host(registry.host.clone()));
             }
             if !seen.insert(registry.host.as_str()) {
@@ -70,26 +75,6 @@ impl ImageConfig {
         }
         Ok(())
     }
-}
-
-/// `host` or `host:port`, where host is a DNS name, an IPv4 address or a bracketed IPv6 one.
-fn is_host_port(s: &str) -> bool {
-    let (host, port) = match s.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(':') && (h.starts_with('[') || !h.contains(':')) => (h, Some(p)),
-        _ => (s, None),
-    };
-    let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        v6.parse::<std::net::Ipv6Addr>().is_ok()
-    } else {
-        !host.is_empty()
-            && host.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                    && !label.starts_with('-')
-            })
-    };
-    host_ok && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 #[cfg(test)]
@@ -121,6 +106,7 @@ mod tests {
         assert!(matches!(registry("", &[]).validate(), Err(RegistryConfigError::Host(_))));
         assert!(matches!(registry("https://docker.io", &[]).validate(), Err(RegistryConfigError::Host(_))));
         assert!(matches!(registry("docker.io:0", &[]).validate(), Err(RegistryConfigError::Host(_))));
+        assert!(matches!(registry("index.docker.io", &[]).validate(), Err(RegistryConfigError::Host(_))));
         assert!(matches!(registry("docker.io", &["ftp://x"]).validate(), Err(RegistryConfigError::Mirror { .. })));
         assert!(matches!(registry("docker.io", &["http://"]).validate(), Err(RegistryConfigError::Mirror { .. })));
         let mut twice = registry("docker.io", &[]);

@@ -3,6 +3,7 @@
 mod atomic;
 pub mod config;
 pub mod digest;
+mod host;
 pub mod pull;
 pub mod reference;
 pub mod store;

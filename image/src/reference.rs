@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::digest::{Digest, DigestError};
+use crate::host::is_host_port;
 
 pub const DOCKER_HUB: &str = "docker.io";
 const DEFAULT_TAG: &str = "latest";
@@ -58,7 +59,7 @@ impl Reference {
             _ => (DOCKER_HUB, name.to_owned()),
         };
         let registry = if registry == "index.docker.io" { DOCKER_HUB } else { registry };
-        if !is_registry_host(registry) {
+        if !is_host_port(registry) {
             return Err(invalid("the registry is not a valid host[:port]"));
         }
         let repository = if registry == DOCKER_HUB && !path.contains('/') { format!("library/{path}") } else { path };
@@ -123,26 +124,6 @@ impl fmt::Display for Reference {
 /// or is `localhost`, or has uppercase letters (which repositories cannot).
 fn is_registry(component: &str) -> bool {
     component.contains(['.', ':']) || component == "localhost" || component.bytes().any(|b| b.is_ascii_uppercase())
-}
-
-fn is_registry_host(host: &str) -> bool {
-    let (name, port) = match host.rsplit_once(':') {
-        Some((n, p)) if !n.ends_with(']') || n.starts_with('[') => (n, Some(p)),
-        _ => (host, None),
-    };
-    let name_ok = match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
-        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
-        None => {
-            !name.is_empty()
-                && name.split('.').all(|l| {
-                    !l.is_empty()
-                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                        && !l.starts_with('-')
-                        && !l.ends_with('-')
-                })
-        }
-    };
-    name_ok && port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn is_tag(tag: &str) -> bool {

@@ -503,4 +503,38 @@ mod tests {
         // Shorter bare hex is a repository name, as Docker reads it.
         assert!(store.resolve(&hex[..6]).unwrap().is_none());
     }
+
+    #[test]
+    fn a_corrupt_record_is_set_aside_and_the_rest_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, image) = store_with_image(dir.path());
+        drop(store);
+        let bad = dir.path().join("image/images").join(format!("{}.json", "1".repeat(64)));
+        fs::write(&bad, b"{ truncated").unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        assert_eq!(store.list().len(), 1);
+        assert_eq!(store.resolve("example.com/app:v1").unwrap().unwrap().id, image.id);
+        assert!(!bad.exists());
+        assert!(bad.with_extension("corrupt").exists());
+    }
+
+    #[test]
+    fn a_tag_on_two_records_stays_on_the_newer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, image) = store_with_image(dir.path());
+        drop(store);
+        // What a crash halfway through moving the tag leaves: the new owner written, the old
+        // one not yet.
+        let mut newer = image.clone();
+        newer.id = Digest::of(b"newer config");
+        newer.generation = image.generation + 1;
+        record::write(&dir.path().join("image"), &newer).unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        assert_eq!(store.resolve("example.com/app:v1").unwrap().unwrap().id, newer.id);
+        assert!(store.resolve(image.id.as_str()).unwrap().unwrap().repo_tags.is_empty());
+        // Settled on disk too.
+        drop(store);
+        let store = ImageStore::open(dir.path()).unwrap();
+        assert!(store.resolve(image.id.as_str()).unwrap().unwrap().repo_tags.is_empty());
+    }
 }
