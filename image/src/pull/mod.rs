@@ -24,11 +24,13 @@ use self::manifest::{Descriptor, MAX_DOCUMENT_SIZE, Manifest};
 use crate::config::RegistryConfig;
 use crate::digest::{Digest, chain_ids};
 use crate::reference::Reference;
-use crate::store::{Content, ImageRecord, ImageStore};
+use crate::store::{Content, ImageRecord, ImageStore, Ingest};
 use crate::unpack::{self, Compression, Limits, UnpackError};
 
 /// Layers fetched and unpacked at once per pull.
 const LAYER_CONCURRENCY: usize = 3;
+/// Chunks of a blob on their way to disk.
+const WRITE_QUEUE: usize = 16;
 /// More layers than overlayfs stacks well: refused before anything is fetched.
 const MAX_LAYERS: usize = 256;
 
@@ -287,17 +289,44 @@ async fn download(
     let descriptor = oci_descriptor(layer);
     let mut stream =
         client.pull_blob_stream(remote, &descriptor).await.map_err(|e| PullError::registry(endpoint, reference, e))?;
+    // The file is written on a blocking thread the chunks are handed to; a full channel slows
+    // the download to the disk's pace.
     let mut ingest = store.ingest().map_err(PullError::store)?;
+    let (chunks, mut to_write) = tokio::sync::mpsc::channel::<bytes::Bytes>(WRITE_QUEUE);
+    let writer = tokio::task::spawn_blocking(move || -> Result<Ingest, PullError> {
+        while let Some(chunk) = to_write.blocking_recv() {
+            ingest.write(&chunk).map_err(PullError::store)?;
+        }
+        Ok(ingest)
+    });
+    let mut received = 0u64;
+    let mut failure = None;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| PullError::stream(endpoint, reference, e))?;
-        if ingest.size() + chunk.len() as u64 > layer.size {
-            return Err(PullError::invalid(
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                failure = Some(PullError::stream(endpoint, reference, e));
+                break;
+            }
+        };
+        received += chunk.len() as u64;
+        if received > layer.size {
+            failure = Some(PullError::invalid(
                 reference,
                 format!("blob {} is larger than its {} bytes", layer.digest, layer.size),
             ));
+            break;
         }
-        ingest.write(&chunk).map_err(PullError::store)?;
+        if chunks.send(chunk).await.is_err() {
+            break; // the writer failed: its error is the one to report
+        }
     }
+    drop(chunks);
+    let written = writer.await.map_err(|e| PullError::Store(format!("blob writer: {e}")))?;
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    let ingest = written?;
     let (digest, size, reference) = (layer.digest.clone(), layer.size, reference.clone());
     blocking(move || ingest.commit(&digest, size).map(drop).map_err(|e| PullError::invalid(&reference, e.to_string())))
         .await
