@@ -29,6 +29,15 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Removes a file durably; one already gone is no error.
+pub(crate) fn remove(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => sync_dir(path.parent().ok_or_else(|| io::Error::other("no parent directory"))?),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Makes a rename or unlink in `dir` durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

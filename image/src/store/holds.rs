@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use super::{StoreError, io_err};
@@ -47,11 +46,7 @@ pub(super) fn write(root: &Path, holder: &Holder, image: &ImageId) -> Result<(),
 
 pub(super) fn remove(root: &Path, holder: &Holder) -> Result<(), StoreError> {
     let path = path(root, holder);
-    match fs::remove_file(&path) {
-        Ok(()) => atomic::sync_dir(&dir(root)).map_err(io_err(&path)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err(&path)(e)),
-    }
+    atomic::remove(&path).map_err(io_err(&path))
 }
 
 /// Every hold; one whose file does not name an image is set aside, logged.

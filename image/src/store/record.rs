@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -85,11 +84,7 @@ pub(super) fn write(root: &Path, record: &ImageRecord) -> Result<(), StoreError>
 
 pub(super) fn remove(root: &Path, id: &ImageId) -> Result<(), StoreError> {
     let path = path(root, id);
-    match fs::remove_file(&path) {
-        Ok(()) => atomic::sync_dir(&dir(root)).map_err(io_err(&path)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err(&path)(e)),
-    }
+    atomic::remove(&path).map_err(io_err(&path))
 }
 
 /// Loads every record. One that cannot be read as a record is moved aside to `*.corrupt` and
