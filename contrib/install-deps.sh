@@ -9,7 +9,7 @@ packages=(
   docker-registry                # the lab's local registry on 127.0.0.1
   protobuf-compiler              # k8s-cri's build runs protoc
   iproute2 iptables              # netns, veth and host-port inspection
-  libc6-dev                      # static libc for the built-in pause program
+  gcc libc6-dev                  # C: the static built-in pause program, zstd's bundled library
   procps psmisc util-linux       # pgrep, fuser, nsenter, mount in tests
   curl ca-certificates
 )
