@@ -30,8 +30,10 @@ if curl -fsS -o /dev/null http://127.0.0.1:5000/v2/; then
   echo "lab registry already serving on 127.0.0.1:5000"
 else
   setsid nohup /usr/local/bin/crisp-lab serve --addr 127.0.0.1:5000 --dir /var/lib/crisp-lab >"$lab_log" 2>&1 </dev/null &
-  echo $! >/run/crisp-lab.pid
-  wait_for "the lab registry (see $lab_log)" 120 grep -qx ready "$lab_log"
+  lab_pid=$!
+  echo $lab_pid >/run/crisp-lab.pid
+  lab_ready() { grep -qx ready "$lab_log" || { kill -0 "$lab_pid" 2>/dev/null || { cat "$lab_log" >&2; exit 1; }; false; }; }
+  wait_for "the lab registry (see $lab_log)" 120 lab_ready
   grep '^pushed' "$lab_log"
 fi
 
@@ -41,6 +43,7 @@ log=/var/log/crisp/crisp.log
 if [ -d /run/systemd/system ]; then
   install -m 0644 contrib/crisp.service /etc/systemd/system/crisp.service
   systemctl daemon-reload
+  rm -f "$socket"
   systemctl restart crisp
   log="journalctl -u crisp"
 else
@@ -48,6 +51,7 @@ else
     kill -TERM "$(cat /run/crisp.pid)"
     wait_for "the old crisp to stop" 30 bash -c "! kill -0 $(cat /run/crisp.pid) 2>/dev/null"
   fi
+  rm -f "$socket" # a crashed crisp's socket must not pass for the new one's
   setsid nohup /usr/local/bin/crisp >>"$log" 2>&1 </dev/null &
   echo $! >/run/crisp.pid
 fi

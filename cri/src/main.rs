@@ -3,9 +3,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
 
 use crisp_cri::config::{self, Config};
+
+/// How long blocking tasks get after the server has drained.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Parser)]
 #[command(name = "crisp", version, about = "A container runtime serving the Kubernetes CRI")]
@@ -64,7 +69,11 @@ fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(crisp_cri::server::run(config)) {
+    let result = runtime.block_on(crisp_cri::server::run(config));
+    // Blocking work still running (an unpack) must not hold the exit: what it leaves is
+    // cleaned at the next start.
+    runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

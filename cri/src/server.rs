@@ -54,6 +54,9 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     }
     let _lock = lock_root(&config.server.root)?;
     let daemon = Arc::new(Daemon::new(config)?);
+    if let Some(address) = daemon.config.metrics.address.0 {
+        tracing::warn!(%address, "metrics.address is set, but the metrics endpoint is not served yet");
+    }
     if let Some(floor) = daemon.oom_score_adj.floor() {
         tracing::info!(
             floor,

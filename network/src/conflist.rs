@@ -103,9 +103,13 @@ fn is_plugin_name(t: &str) -> bool {
     !t.is_empty() && t != "." && t != ".." && !t.contains('/') && !t.contains('\0')
 }
 
-/// Finds a plugin binary in the plugin directories, first match wins.
+/// Finds a plugin binary in the plugin directories: the first executable file wins.
 pub fn find_plugin(plugin_dirs: &[PathBuf], plugin: &str) -> Option<PathBuf> {
-    plugin_dirs.iter().map(|d| d.join(plugin)).find(|p| p.is_file())
+    use std::os::unix::fs::PermissionsExt;
+    plugin_dirs
+        .iter()
+        .map(|d| d.join(plugin))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
 /// The pod network: the configuration named `default_network`, or else the first valid one in
@@ -238,6 +242,16 @@ mod tests {
         assert_eq!(pod_network(&lab.config(Some("ptp-net"))).unwrap().name, "ptp-net");
         let err = pod_network(&lab.config(Some("other"))).unwrap_err();
         assert!(err.0.contains("no CNI network named \"other\""), "{err}");
+    }
+
+    #[test]
+    fn a_plugin_that_is_not_executable_is_missing() {
+        let lab = Lab::new(&["bridge", "portmap"]);
+        let portmap = lab.plugins.path().join("portmap");
+        fs::set_permissions(&portmap, fs::Permissions::from_mode(0o644)).unwrap();
+        lab.write("20-bridge.conflist", BRIDGE);
+        let err = pod_network(&lab.config(None)).unwrap_err();
+        assert!(err.0.contains("CNI plugin \"portmap\" not found"), "{err}");
     }
 
     #[test]

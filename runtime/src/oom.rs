@@ -10,7 +10,6 @@ use std::io;
 
 const SELF: &str = "/proc/self/oom_score_adj";
 const MIN: i32 = -1000;
-const MAX: i32 = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OomScoreAdjPolicy {
@@ -27,18 +26,8 @@ impl OomScoreAdjPolicy {
         Ok(OomScoreAdjPolicy { floor })
     }
 
-    pub fn unrestricted() -> Self {
-        OomScoreAdjPolicy { floor: None }
-    }
-
     pub fn floor(&self) -> Option<i32> {
         self.floor
-    }
-
-    /// The value to set for a request: within the kernel's range and never below the floor.
-    pub fn clamp(&self, requested: i64) -> i32 {
-        let in_range = requested.clamp(MIN.into(), MAX.into()) as i32;
-        self.floor.map_or(in_range, |floor| in_range.max(floor))
     }
 }
 
@@ -65,21 +54,6 @@ fn can_lower(own: i32) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clamp_keeps_values_in_kernel_range() {
-        let p = OomScoreAdjPolicy::unrestricted();
-        assert_eq!(p.clamp(-998), -998);
-        assert_eq!(p.clamp(-5000), -1000);
-        assert_eq!(p.clamp(i64::MAX), 1000);
-    }
-
-    #[test]
-    fn clamp_never_goes_below_the_floor() {
-        let p = OomScoreAdjPolicy { floor: Some(0) };
-        assert_eq!(p.clamp(-998), 0);
-        assert_eq!(p.clamp(500), 500);
-    }
 
     #[test]
     fn detect_matches_what_the_host_allows() {

@@ -28,18 +28,40 @@ pub enum ConfigError {
 /// (the default path), and is an error when the operator named the file.
 pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
     let mut merged = Table::try_from(Config::default()).expect("the default configuration serializes");
+    let mut files = Vec::new();
     match fs::read_to_string(path) {
-        Ok(text) => merge(&mut merged, parse_file(path, &text)?),
+        Ok(text) => files.push((path.to_owned(), text)),
         Err(e) if e.kind() == io::ErrorKind::NotFound && !required => {}
         Err(source) => return Err(ConfigError::Read { path: path.to_owned(), source }),
     }
     for dropin in dropins(path)? {
         let text = fs::read_to_string(&dropin).map_err(|source| ConfigError::Read { path: dropin.clone(), source })?;
-        merge(&mut merged, parse_file(&dropin, &text)?);
+        files.push((dropin, text));
+    }
+    // The file that chose the default handler, to name it if that handler is nowhere defined.
+    let mut handler_chosen_in = None;
+    for (file, text) in &files {
+        let table = parse_file(file, text)?;
+        if table.get("runtime").and_then(|r| r.get("default_handler")).is_some() {
+            handler_chosen_in = Some(file);
+        }
+        merge(&mut merged, table);
     }
     let config: Config =
         merged.try_into().map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
-    validate(&config)?;
+    let runtime = &config.runtime;
+    if !runtime.handlers.contains_key(&runtime.default_handler) {
+        let message = format!(
+            "{:?} is not one of [runtime.handlers]: {}",
+            runtime.default_handler,
+            runtime.handlers.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+        let key = "runtime.default_handler".to_owned();
+        return Err(match handler_chosen_in {
+            Some(file) => ConfigError::Key { path: file.clone(), key, message },
+            None => ConfigError::Invalid(format!("{key}: {message}")),
+        });
+    }
     Ok(config)
 }
 
@@ -70,6 +92,9 @@ fn parse_file(path: &Path, text: &str) -> Result<Table, ConfigError> {
         message: e.to_string().trim_end().to_owned(),
     })?;
     let checked: Result<Config, _> = serde_path_to_error::deserialize(toml::Value::Table(table.clone()));
+    if let Ok(config) = &checked {
+        check_values(config).map_err(|(key, message)| ConfigError::Key { path: path.to_owned(), key, message })?;
+    }
     if let Err(e) = checked {
         let inner = e.inner().message().to_owned();
         // An unknown key is reported at its own path or at its parent's, depending on the map
@@ -102,17 +127,9 @@ fn merge(base: &mut Table, over: Table) {
     }
 }
 
-fn validate(config: &Config) -> Result<(), ConfigError> {
-    let invalid = |m: String| Err(ConfigError::Invalid(m));
-    let runtime = &config.runtime;
-    if !runtime.handlers.contains_key(&runtime.default_handler) {
-        return invalid(format!(
-            "runtime.default_handler: {:?} is not one of [runtime.handlers]: {}",
-            runtime.default_handler,
-            runtime.handlers.keys().cloned().collect::<Vec<_>>().join(", ")
-        ));
-    }
-    runtime.handlers().map_err(|e| ConfigError::Invalid(format!("runtime.handlers: {e}")))?;
+/// Checks of single values, made on each file so that an error names the file holding the
+/// value: absolute paths, handler names, registry hosts.
+fn check_values(config: &Config) -> Result<(), (String, String)> {
     for (key, path) in [
         ("server.listen", &config.server.listen),
         ("server.root", &config.server.root),
@@ -120,10 +137,11 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         ("network.conf_dir", &config.network.conf_dir),
     ] {
         if !path.is_absolute() {
-            return invalid(format!("{key}: {} is not an absolute path", path.display()));
+            return Err((key.to_owned(), format!("{} is not an absolute path", path.display())));
         }
     }
-    config.image.validate().map_err(|e| ConfigError::Invalid(e.to_string()))
+    config.runtime.handlers().map_err(|e| ("runtime.handlers".to_owned(), e.to_string()))?;
+    config.image.validate().map_err(|e| ("image.registries".to_owned(), e.to_string()))
 }
 
 #[cfg(test)]
@@ -242,13 +260,17 @@ mod tests {
     #[test]
     fn cross_field_checks() {
         let files = Files::new();
-        files.write("crisp.toml", "[runtime]\ndefault_handler = \"kata\"\n");
+        files.write("crisp.toml", "");
+        files.write("crisp.d/10-kata.toml", "[runtime]\ndefault_handler = \"kata\"\n");
         let err = files.load().unwrap_err().to_string();
-        assert!(err.contains("runtime.default_handler: \"kata\""), "{err}");
+        assert!(err.contains("10-kata.toml: key `runtime.default_handler`: \"kata\" is not one of"), "{err}");
+        // Defined in a later drop-in, it is fine.
+        files.write("crisp.d/20-kata.toml", "[runtime.handlers.kata]\npath = \"/usr/bin/kata\"\n");
+        assert_eq!(files.load().unwrap().runtime.default_handler, "kata");
 
-        files.write("crisp.toml", "[server]\nroot = \"relative\"\n");
+        files.write("crisp.d/30-root.toml", "[server]\nroot = \"relative\"\n");
         let err = files.load().unwrap_err().to_string();
-        assert!(err.contains("server.root: relative is not an absolute path"), "{err}");
+        assert!(err.contains("30-root.toml: key `server.root`: relative is not an absolute path"), "{err}");
 
         files.write("crisp.toml", "[runtime.handlers.Bad]\npath = \"/x\"\n");
         let err = files.load().unwrap_err().to_string();

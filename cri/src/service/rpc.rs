@@ -20,11 +20,21 @@ pub async fn serve<T>(rpc: &'static str, work: impl Future<Output = Result<T, St
     });
     match &result {
         Ok(_) => tracing::debug!(rpc, elapsed = ?started.elapsed(), "ok"),
+        // Failures of the runtime itself are the operator's business; refusals of bad
+        // requests are the caller's.
+        Err(status) if is_runtime_failure(status.code()) => {
+            tracing::warn!(rpc, elapsed = ?started.elapsed(), code = ?status.code(), "{}", status.message())
+        }
         Err(status) => {
             tracing::debug!(rpc, elapsed = ?started.elapsed(), code = ?status.code(), "{}", status.message())
         }
     }
     result.map(Response::new)
+}
+
+fn is_runtime_failure(code: tonic::Code) -> bool {
+    use tonic::Code::{DataLoss, Internal, ResourceExhausted, Unknown};
+    matches!(code, Internal | Unknown | ResourceExhausted | DataLoss)
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> &str {

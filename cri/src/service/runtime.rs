@@ -36,7 +36,7 @@ cri_service! {
         }
 
         async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-            serve("Status", async { status::status(&self.daemon, request.into_inner()) }).await
+            serve("Status", status::status(self.daemon.clone(), request.into_inner())).await
         }
 
         async fn runtime_config(

@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use k8s_cri::v1::{
     RuntimeCondition, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest,
@@ -14,7 +15,15 @@ const NETWORK_READY: &str = "NetworkReady";
 const RUNTIME_NOT_READY: &str = "RuntimeNotReady";
 const NETWORK_NOT_READY: &str = "NetworkPluginNotReady";
 
-pub fn status(daemon: &Daemon, request: StatusRequest) -> Result<StatusResponse, Status> {
+/// Reads the CNI config dir and checks the runtime binary on a blocking thread: the kubelet
+/// asks every few seconds, and a slow disk must not stall the async workers.
+pub async fn status(daemon: Arc<Daemon>, request: StatusRequest) -> Result<StatusResponse, Status> {
+    tokio::task::spawn_blocking(move || status_blocking(&daemon, request))
+        .await
+        .map_err(|e| Status::internal(format!("Status: {e}")))?
+}
+
+fn status_blocking(daemon: &Daemon, request: StatusRequest) -> Result<StatusResponse, Status> {
     let runtime =
         condition(RUNTIME_READY, RUNTIME_NOT_READY, daemon.default_handler().check().map_err(|e| e.to_string()));
     let network_config = crisp_network::conflist::pod_network(&daemon.config.network);
