@@ -54,10 +54,6 @@ impl Puller {
         Arc::new(Puller { store, registries, limits, inflight: Mutex::new(HashMap::new()) })
     }
 
-    pub fn store(&self) -> &Arc<ImageStore> {
-        &self.store
-    }
-
     pub async fn pull(
         self: &Arc<Self>,
         reference: Reference,
