@@ -162,3 +162,42 @@ fn contrib_config_is_valid() {
     printed["image"].as_table_mut().unwrap().insert("registries".into(), toml::Value::Array(vec![]));
     assert_eq!(printed, defaults.parse::<toml::Table>().unwrap());
 }
+
+/// An RPC that cannot finish (a pull from a registry that never answers) holds the drain only
+/// up to its cap: crisp still exits 0 and removes its socket.
+#[tokio::test]
+async fn sigterm_with_an_rpc_stuck_in_flight_exits_after_the_drain_cap() {
+    // Accepts connections and never answers them.
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = stalled.local_addr().unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for connection in stalled.incoming().flatten() {
+            keep.lock().unwrap().push(connection);
+        }
+    });
+
+    let lab = Lab::new();
+    lab.write_config("");
+    let mut daemon = lab.start();
+    let mut client = daemon.client().await;
+    let request = k8s_cri::v1::PullImageRequest {
+        image: Some(k8s_cri::v1::ImageSpec { image: format!("{addr}/stuck:v1"), ..Default::default() }),
+        ..Default::default()
+    };
+    let pull = tokio::spawn(async move { client.image.pull_image(request).await });
+    // The pull is under way once the registry has its connection.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while held.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "crisp never reached the registry:\n{}", daemon.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait_exit(Duration::from_secs(20)).await;
+    assert_eq!(status.code(), Some(0), "{}", daemon.logs());
+    assert_contains(&daemon.logs(), "stopping anyway");
+    assert!(!lab.socket().exists());
+    assert!(pull.await.unwrap().is_err(), "the stuck pull cannot have succeeded");
+}
