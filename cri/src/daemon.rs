@@ -18,6 +18,8 @@ pub struct Daemon {
     pub pod_cidr: RwLock<Option<PodCidr>>,
     pub images: Arc<ImageStore>,
     pub puller: Arc<Puller>,
+    /// `pod.pause_image` parsed; none for the built-in pause.
+    pause_image: Option<Reference>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,8 @@ pub enum DaemonError {
     OomScoreAdj(std::io::Error),
     #[error("opening the image store: {0}")]
     Images(#[from] StoreError),
+    #[error("pod.pause_image: {0}")]
+    PauseImage(#[from] crisp_image::ReferenceError),
 }
 
 impl Daemon {
@@ -38,17 +42,26 @@ impl Daemon {
             OomScoreAdjPolicy::detect(config.runtime.restrict_oom_score_adj).map_err(DaemonError::OomScoreAdj)?;
         let images = Arc::new(ImageStore::open(&config.server.root)?);
         let puller = Puller::new(images.clone(), config.image.registries.clone(), config.image.unpack_limits());
-        Ok(Daemon { config, handlers, default_handler, oom_score_adj, pod_cidr: RwLock::new(None), images, puller })
+        let pause_image =
+            Some(&config.pod.pause_image).filter(|p| !p.is_empty()).map(|p| Reference::parse(p)).transpose()?;
+        Ok(Daemon {
+            config,
+            handlers,
+            default_handler,
+            oom_score_adj,
+            pod_cidr: RwLock::new(None),
+            images,
+            puller,
+            pause_image,
+        })
     }
 
     /// The configured pause image is never collected and shows as pinned.
     pub fn is_pinned(&self, image: &ImageRecord) -> bool {
-        let pause = &self.config.pod.pause_image;
-        !pause.is_empty()
-            && Reference::parse(pause).is_ok_and(|r| {
-                r.tagged().is_some_and(|t| image.repo_tags.contains(&t))
-                    || r.digest().is_some_and(|d| image.repo_digests.contains(&r.with_digest(d)))
-            })
+        self.pause_image.as_ref().is_some_and(|r| {
+            r.tagged().is_some_and(|t| image.repo_tags.contains(&t))
+                || r.digest().is_some_and(|d| image.repo_digests.contains(&r.with_digest(d)))
+        })
     }
 
     pub fn default_handler(&self) -> &Handler {

@@ -8,6 +8,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crisp_image::Reference;
 use toml::Table;
 
 use super::Config;
@@ -141,6 +142,9 @@ fn check_values(config: &Config) -> Result<(), (String, String)> {
         }
     }
     config.runtime.handlers().map_err(|e| ("runtime.handlers".to_owned(), e.to_string()))?;
+    if !config.pod.pause_image.is_empty() {
+        Reference::parse(&config.pod.pause_image).map_err(|e| ("pod.pause_image".to_owned(), e.to_string()))?;
+    }
     config.image.validate().map_err(|e| ("image.registries".to_owned(), e.to_string()))
 }
 
@@ -271,6 +275,10 @@ mod tests {
         files.write("crisp.d/30-root.toml", "[server]\nroot = \"relative\"\n");
         let err = files.load().unwrap_err().to_string();
         assert!(err.contains("30-root.toml: key `server.root`: relative is not an absolute path"), "{err}");
+
+        files.write("crisp.toml", "[pod]\npause_image = \"Pause:3.10\"\n");
+        let err = files.load().unwrap_err().to_string();
+        assert!(err.contains("crisp.toml: key `pod.pause_image`: invalid image reference \"Pause:3.10\""), "{err}");
 
         files.write("crisp.toml", "[runtime.handlers.Bad]\npath = \"/x\"\n");
         let err = files.load().unwrap_err().to_string();

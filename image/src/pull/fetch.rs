@@ -78,15 +78,7 @@ impl Fetcher<'_> {
         if response.content_length().is_some_and(|n| n > MAX_DOCUMENT_SIZE as u64) {
             return Err(too_large());
         }
-        let mut body = Vec::new();
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(unreachable)?;
-            if body.len() + chunk.len() > MAX_DOCUMENT_SIZE {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_capped(response.bytes_stream(), MAX_DOCUMENT_SIZE, unreachable, too_large).await?;
         let digest = Digest::of(&body);
         if let Some(wanted) = remote.digest().filter(|wanted| *wanted != digest.as_str()) {
             return Err(PullError::invalid(
@@ -96,6 +88,24 @@ impl Fetcher<'_> {
         }
         Ok((body, digest))
     }
+}
+
+/// Reads a stream into memory, failing as soon as it passes `cap` bytes.
+pub async fn read_capped<E>(
+    mut stream: impl futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    cap: usize,
+    failed: impl Fn(E) -> PullError,
+    too_large: impl Fn() -> PullError,
+) -> Result<Vec<u8>, PullError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(&failed)?;
+        if bytes.len() + chunk.len() > cap {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

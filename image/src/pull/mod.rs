@@ -344,21 +344,22 @@ async fn fetch_document(
     reference: &Reference,
 ) -> Result<Vec<u8>, PullError> {
     check_document_size(reference, "config", descriptor.size as usize)?;
-    let mut stream = client
+    let stream = client
         .pull_blob_stream(remote, &oci_descriptor(descriptor))
         .await
         .map_err(|e| PullError::registry(endpoint, reference, e))?;
-    let mut bytes = Vec::with_capacity(descriptor.size as usize);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| PullError::stream(endpoint, reference, e))?;
-        if bytes.len() + chunk.len() > descriptor.size as usize {
-            return Err(PullError::invalid(
+    let bytes = fetch::read_capped(
+        stream.stream,
+        descriptor.size as usize,
+        |e| PullError::stream(endpoint, reference, e),
+        || {
+            PullError::invalid(
                 reference,
                 format!("config {} is larger than its {} bytes", descriptor.digest, descriptor.size),
-            ));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
+            )
+        },
+    )
+    .await?;
     let actual = Digest::of(&bytes);
     if actual != descriptor.digest || bytes.len() as u64 != descriptor.size {
         return Err(PullError::invalid(
