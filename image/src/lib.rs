@@ -4,6 +4,7 @@ mod atomic;
 pub mod config;
 pub mod digest;
 mod host;
+pub mod overlay;
 pub mod pull;
 pub mod reference;
 pub mod store;
