@@ -30,8 +30,14 @@ pub struct ConfList {
     pub path: PathBuf,
     pub name: String,
     pub cni_version: String,
+    /// More versions the list is valid for; the highest every plugin supports is used.
+    pub cni_versions: Vec<String>,
     /// Each plugin's configuration as written; `type` is the plugin binary.
     pub plugins: Vec<Value>,
+    /// CHECK must not be run for this network.
+    pub disable_check: bool,
+    /// GC must not be run for this network.
+    pub disable_gc: bool,
 }
 
 /// Why the pod network is not ready, in words an operator can act on.
@@ -45,6 +51,12 @@ pub struct NetworkNotReady(pub String);
 struct Header {
     name: String,
     cni_version: String,
+    #[serde(default)]
+    cni_versions: Vec<String>,
+    #[serde(default)]
+    disable_check: bool,
+    #[serde(default, rename = "disableGC")]
+    disable_gc: bool,
 }
 
 impl ConfList {
@@ -69,7 +81,15 @@ impl ConfList {
         } else {
             vec![value]
         };
-        let list = ConfList { path: path.to_owned(), name: header.name, cni_version: header.cni_version, plugins };
+        let list = ConfList {
+            path: path.to_owned(),
+            name: header.name,
+            cni_version: header.cni_version,
+            cni_versions: header.cni_versions,
+            plugins,
+            disable_check: header.disable_check,
+            disable_gc: header.disable_gc,
+        };
         list.validate()?;
         Ok(list)
     }
@@ -222,6 +242,21 @@ mod tests {
         assert_eq!(list.name, "pods");
         assert_eq!(list.cni_version, "1.0.0");
         assert_eq!(list.plugin_types().collect::<Vec<_>>(), ["bridge", "portmap"]);
+    }
+
+    #[test]
+    fn versions_and_disable_flags() {
+        let lab = Lab::new(&["bridge"]);
+        lab.write(
+            "10-a.conflist",
+            r#"{"cniVersion":"1.0.0","cniVersions":["0.4.0","1.1.0"],"name":"a","disableCheck":true,"disableGC":true,"plugins":[{"type":"bridge"}]}"#,
+        );
+        let list = pod_network(&lab.config(None)).unwrap();
+        assert_eq!(list.cni_versions, ["0.4.0", "1.1.0"]);
+        assert!(list.disable_check && list.disable_gc);
+        lab.write("05-b.conflist", r#"{"cniVersion":"1.0.0","name":"b","plugins":[{"type":"bridge"}]}"#);
+        let list = pod_network(&lab.config(None)).unwrap();
+        assert!(list.cni_versions.is_empty() && !list.disable_check && !list.disable_gc);
     }
 
     #[test]
