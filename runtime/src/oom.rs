@@ -10,6 +10,7 @@ use std::io;
 
 const SELF: &str = "/proc/self/oom_score_adj";
 const MIN: i32 = -1000;
+const MAX: i32 = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OomScoreAdjPolicy {
@@ -28,6 +29,12 @@ impl OomScoreAdjPolicy {
 
     pub fn floor(&self) -> Option<i32> {
         self.floor
+    }
+
+    /// The value to set for a request: within the kernel's range and never below the floor.
+    pub fn clamp(&self, requested: i32) -> i32 {
+        let in_range = requested.clamp(MIN, MAX);
+        self.floor.map_or(in_range, |floor| in_range.max(floor))
     }
 }
 
@@ -54,6 +61,18 @@ fn can_lower(own: i32) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clamp_keeps_the_floor_and_the_kernel_range() {
+        let free = OomScoreAdjPolicy { floor: None };
+        assert_eq!(free.clamp(-998), -998);
+        assert_eq!(free.clamp(-5000), MIN);
+        assert_eq!(free.clamp(i32::MAX), MAX);
+
+        let floored = OomScoreAdjPolicy { floor: Some(0) };
+        assert_eq!(floored.clamp(-998), 0);
+        assert_eq!(floored.clamp(500), 500);
+    }
 
     #[test]
     fn detect_matches_what_the_host_allows() {
