@@ -1,9 +1,11 @@
-//! Running containers: OCI runtime handlers (runc, crun) and the host limits they run under.
+//! Running containers: OCI runtime handlers (runc, crun), the base OCI spec, and the host
+//! limits they run under.
 
 pub mod config;
 pub mod handler;
 mod id;
 pub mod oom;
+pub mod spec;
 
 pub use config::{CgroupManager, HandlerConfig, RuntimeConfig};
 pub use handler::{Handler, HandlerError, HandlerName};
