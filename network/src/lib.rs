@@ -1,7 +1,8 @@
-//! Pod networking: CNI network configurations and, later, plugin invocation and netns.
+//! Pod networking: CNI network configurations, network namespaces, and, later, plugin invocation.
 
 pub mod config;
 pub mod conflist;
+pub mod netns;
 pub mod pod_cidr;
 
 pub use config::NetworkConfig;
