@@ -1,9 +1,10 @@
-//! Running containers: OCI runtime handlers (runc, crun) and their CLI, the base OCI spec,
-//! and the host limits they run under.
+//! Running containers: OCI runtime handlers (runc, crun), the per-pod monitor that creates
+//! containers and records their exits, the base OCI spec, and the host limits they run under.
 
 pub mod config;
 pub mod handler;
 mod id;
+pub mod monitor;
 pub mod oci;
 pub mod oom;
 pub mod spec;

@@ -114,6 +114,23 @@ impl OciRuntime {
         &self.root
     }
 
+    /// What a monitor needs to create `id` with this runtime.
+    pub fn create_request(
+        &self,
+        id: ContainerId,
+        bundle: PathBuf,
+        exit_file: PathBuf,
+    ) -> crate::monitor::CreateRequest {
+        crate::monitor::CreateRequest {
+            id,
+            runtime: self.handler.path.clone(),
+            runtime_root: self.root.clone(),
+            systemd_cgroup: self.systemd_cgroup,
+            bundle,
+            exit_file,
+        }
+    }
+
     pub async fn start(&self, id: &ContainerId) -> Result<(), OciError> {
         self.run(OciOp::Start, id, &[id.as_str()]).await.map(drop)
     }

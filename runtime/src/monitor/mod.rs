@@ -1,0 +1,312 @@
+//! One monitor per pod: a small process (bin `crisp-monitor`, no async runtime) that outlives
+//! the daemon, is the subreaper of its containers, runs `runc create` for them, and records
+//! their exits.
+//!
+//! The daemon talks to it over `dir/monitor.sock` (see [`protocol`]); it finds it again after
+//! its own restart through that socket and `dir/monitor.pid`. What the monitor learns that
+//! must survive both of them, a container's exit, it writes to a file the daemon named.
+
+mod protocol;
+mod server;
+
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use serde::{Deserialize, Serialize};
+
+pub use protocol::FailureKind;
+use protocol::{Request, Response};
+pub use server::main as server_main;
+
+use crate::ContainerId;
+
+const SOCKET: &str = "monitor.sock";
+const PID_FILE: &str = "monitor.pid";
+const LOG: &str = "monitor.log";
+
+/// How long a new monitor may take to serve.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the monitor lets `runtime create` run before killing it.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Answers to everything but create come from the monitor's own loop, at once.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much of the monitor's log an error quotes.
+const LOG_TAIL: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("monitor {}: cannot run {}: {source}", dir.display(), binary.display())]
+    Spawn { dir: PathBuf, binary: PathBuf, source: io::Error },
+    #[error("monitor {}: did not start: {reason}; its log: {log}", dir.display())]
+    Start { dir: PathBuf, reason: String, log: String },
+    #[error("monitor {}: {what}: {source}", dir.display())]
+    Io { dir: PathBuf, what: &'static str, source: io::Error },
+    #[error("monitor {}: unexpected answer: {answer}", dir.display())]
+    Protocol { dir: PathBuf, answer: String },
+    /// The OCI runtime refused to create the container; `message` is its own.
+    #[error("monitor {}: create {id} with {}: {message}", dir.display(), runtime.display())]
+    Runtime { dir: PathBuf, id: ContainerId, runtime: PathBuf, message: String },
+    #[error("monitor {}: refused ({kind:?}): {message}", dir.display())]
+    Refused { dir: PathBuf, kind: FailureKind, message: String },
+    #[error("exit file {}: {source}", path.display())]
+    ExitFile { path: PathBuf, source: io::Error },
+    #[error("exit file {}: {source}", path.display())]
+    BadExitFile { path: PathBuf, source: serde_json::Error },
+}
+
+/// What the monitor needs to run `<runtime> --root R [--systemd-cgroup] create --bundle B
+/// --pid-file P <id>`; [`crate::oci::OciRuntime::create_request`] fills it for a handler.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateRequest {
+    pub id: ContainerId,
+    pub runtime: PathBuf,
+    pub runtime_root: PathBuf,
+    pub systemd_cgroup: bool,
+    pub bundle: PathBuf,
+    /// Where the monitor writes the [`ExitRecord`] when the container's init exits.
+    pub exit_file: PathBuf,
+}
+
+/// Written atomically by the monitor when a container's init exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// The exit status, or 128 + the signal that ended it.
+    pub exit_code: i32,
+    /// When the monitor reaped it, in ns since the Unix epoch.
+    pub finished_at_ns: i64,
+}
+
+/// The exit a monitor recorded at `path`; `None` while the container has not exited.
+pub fn read_exit(path: &Path) -> Result<Option<ExitRecord>, MonitorError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(MonitorError::ExitFile { path: path.to_owned(), source }),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| MonitorError::BadExitFile { path: path.to_owned(), source })
+}
+
+/// A monitor serving `dir`. Every call is blocking: run them off async workers.
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    dir: PathBuf,
+    pid: u32,
+}
+
+impl Monitor {
+    /// Spawns `binary` for `dir` (its socket, pid file, log, under dir) and waits until it serves.
+    ///
+    /// The monitor double-forks away: the process spawned here exits at once (and is reaped
+    /// here); the monitor reports on the inherited stdout pipe that it serves, or why not,
+    /// then lets go of it.
+    pub fn spawn(binary: &Path, dir: &Path) -> Result<Monitor, MonitorError> {
+        let dir = std::path::absolute(dir).map_err(|source| io_error(dir, "directory", source))?;
+        fs::create_dir_all(&dir).map_err(|source| io_error(&dir, "directory", source))?;
+        let mut child = Command::new(binary)
+            .arg(&dir)
+            .env_clear()
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| MonitorError::Spawn { dir: dir.clone(), binary: binary.to_owned(), source })?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let report = read_report(stdout, START_TIMEOUT);
+        if matches!(report, Err(ReportError::Timeout)) {
+            // The first process only forks and waits for its child, which forks and exits:
+            // if it is still there, it is stuck, and waiting for it would be too.
+            let _ = child.kill();
+        }
+        // The daemon's own child; the monitor itself is not.
+        let _ = child.wait();
+        let reason = match report {
+            Ok(line) => match line.strip_prefix("ready ").map(str::parse::<u32>) {
+                Some(Ok(pid)) => return Monitor::serving(&dir, pid),
+                _ => line,
+            },
+            Err(ReportError::Timeout) => format!("no word within {}s", START_TIMEOUT.as_secs()),
+            Err(ReportError::Closed) => "exited without a word".to_owned(),
+            Err(ReportError::Io(e)) => format!("reading its report: {e}"),
+        };
+        Err(MonitorError::Start { log: log_tail(&dir), dir, reason })
+    }
+
+    /// Checks that the monitor that said it serves does answer.
+    fn serving(dir: &Path, pid: u32) -> Result<Monitor, MonitorError> {
+        let monitor = Monitor { dir: dir.to_owned(), pid };
+        match monitor.request(&Request::Hello, REQUEST_TIMEOUT) {
+            Ok(Response::Hello { pid: answered, .. }) if answered == pid => Ok(monitor),
+            Ok(other) => Err(monitor.unexpected(other)),
+            Err(e) => Err(MonitorError::Start { dir: dir.to_owned(), reason: e.to_string(), log: log_tail(dir) }),
+        }
+    }
+
+    /// The monitor already serving `dir` after a daemon restart; None if it is gone.
+    pub fn attach(dir: &Path) -> Result<Option<Monitor>, MonitorError> {
+        let recorded = match fs::read_to_string(dir.join(PID_FILE)) {
+            Ok(text) => text.trim().parse::<u32>().map_err(|_| MonitorError::Protocol {
+                dir: dir.to_owned(),
+                answer: format!("pid file holds {text:?}"),
+            })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(io_error(dir, "pid file", source)),
+        };
+        let probe = Monitor { dir: dir.to_owned(), pid: recorded };
+        match probe.request(&Request::Hello, REQUEST_TIMEOUT) {
+            Ok(Response::Hello { pid, .. }) if pid == recorded => Ok(Some(probe)),
+            Ok(other) => Err(probe.unexpected(other)),
+            // A socket file nobody listens on is what a monitor that was killed leaves.
+            Err(MonitorError::Io { source, .. })
+                if matches!(source.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `<runtime> --root R [--systemd-cgroup] create --bundle B --pid-file P <id>` as its
+    /// child with stdio /dev/null (containers' stdio/logs come with issue 5) and returns the
+    /// container's init pid, or the runtime's error message.
+    pub fn create(&self, request: &CreateRequest) -> Result<u32, MonitorError> {
+        // The monitor answers once it has killed a runtime that overran; allow for that.
+        match self.request(&Request::Create(request.clone()), CREATE_TIMEOUT + REQUEST_TIMEOUT)? {
+            Response::Created { pid } => Ok(pid),
+            Response::Failed { kind: FailureKind::Runtime, message } => Err(MonitorError::Runtime {
+                dir: self.dir.clone(),
+                id: request.id.clone(),
+                runtime: request.runtime.clone(),
+                message,
+            }),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    /// Asks the monitor to exit once none of its containers runs (at once if none does); it
+    /// takes no new containers after this.
+    pub fn shutdown(&self) -> Result<(), MonitorError> {
+        match self.request(&Request::Shutdown, REQUEST_TIMEOUT)? {
+            Response::ShuttingDown { .. } => Ok(()),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn request(&self, request: &Request, timeout: Duration) -> Result<Response, MonitorError> {
+        let io = |what, source| io_error(&self.dir, what, source);
+        let mut stream = UnixStream::connect(self.dir.join(SOCKET)).map_err(|e| io("connect", e))?;
+        stream.set_read_timeout(Some(timeout)).map_err(|e| io("socket", e))?;
+        stream.set_write_timeout(Some(REQUEST_TIMEOUT)).map_err(|e| io("socket", e))?;
+        let mut line = serde_json::to_vec(request).expect("requests serialize");
+        line.push(b'\n');
+        stream.write_all(&line).map_err(|e| io("send", e))?;
+        let mut answer = String::new();
+        BufReader::new(stream.take(protocol::MAX_LINE as u64)).read_line(&mut answer).map_err(|e| io("receive", e))?;
+        if answer.is_empty() {
+            let closed = io::Error::new(io::ErrorKind::UnexpectedEof, "closed without an answer");
+            return Err(io("receive", closed));
+        }
+        serde_json::from_str(&answer).map_err(|_| MonitorError::Protocol { dir: self.dir.clone(), answer })
+    }
+
+    fn unexpected(&self, response: Response) -> MonitorError {
+        match response {
+            Response::Failed { kind, message } => MonitorError::Refused { dir: self.dir.clone(), kind, message },
+            other => MonitorError::Protocol { dir: self.dir.clone(), answer: format!("{other:?}") },
+        }
+    }
+}
+
+fn io_error(dir: &Path, what: &'static str, source: io::Error) -> MonitorError {
+    MonitorError::Io { dir: dir.to_owned(), what, source }
+}
+
+enum ReportError {
+    Timeout,
+    Closed,
+    Io(io::Error),
+}
+
+/// The first line the monitor writes on its stdout, waiting at most `timeout` for it.
+fn read_report(mut pipe: impl Read + AsFd, timeout: Duration) -> Result<String, ReportError> {
+    let deadline = Instant::now() + timeout;
+    let mut line = Vec::new();
+    let mut chunk = [0u8; 256];
+    while !line.contains(&b'\n') {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let left = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, left) {
+            Ok(0) => return Err(ReportError::Timeout),
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(ReportError::Io(e.into())),
+        }
+        match pipe.read(&mut chunk) {
+            Ok(0) if line.is_empty() => return Err(ReportError::Closed),
+            Ok(0) => break,
+            Ok(n) => line.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ReportError::Io(e)),
+        }
+        if line.len() > LOG_TAIL {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&line);
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+/// The end of the monitor's log, for errors about it.
+fn log_tail(dir: &Path) -> String {
+    match fs::read(dir.join(LOG)) {
+        Ok(bytes) => {
+            let tail = &bytes[bytes.len().saturating_sub(LOG_TAIL)..];
+            let text = String::from_utf8_lossy(tail).trim().to_owned();
+            if text.is_empty() { "(empty)".to_owned() } else { text }
+        }
+        Err(e) => format!("({}: {e})", dir.join(LOG).display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_exit_tells_absent_from_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exit.json");
+        assert_eq!(read_exit(&path).unwrap(), None);
+        fs::write(&path, r#"{"exit_code":137,"finished_at_ns":5}"#).unwrap();
+        assert_eq!(read_exit(&path).unwrap(), Some(ExitRecord { exit_code: 137, finished_at_ns: 5 }));
+        fs::write(&path, "{").unwrap();
+        assert!(matches!(read_exit(&path), Err(MonitorError::BadExitFile { .. })));
+    }
+
+    #[test]
+    fn attach_finds_nothing_where_no_monitor_is() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Monitor::attach(dir.path()).unwrap().is_none());
+        // What a killed monitor leaves: its pid file and a socket nobody listens on.
+        fs::write(dir.path().join(PID_FILE), "999999\n").unwrap();
+        drop(std::os::unix::net::UnixListener::bind(dir.path().join(SOCKET)).unwrap());
+        assert!(Monitor::attach(dir.path()).unwrap().is_none());
+    }
+}
