@@ -1,5 +1,6 @@
-//! Pod networking: CNI network configurations, network namespaces, and, later, plugin invocation.
+//! Pod networking: CNI network configurations, plugin invocation, network namespaces.
 
+pub mod cni;
 pub mod config;
 pub mod conflist;
 pub mod netns;
