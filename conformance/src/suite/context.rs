@@ -1,12 +1,16 @@
 //! What a case runs with: the runtime's client, the test images, and the lab images the running
-//! case pulled, which the runner removes after it.
+//! case pulled and the pods it made, which the runner removes after it.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_cri::v1::{ImageSpec, ListImagesRequest, RemoveImageRequest};
+use k8s_cri::v1::{
+    ImageSpec, ListImagesRequest, ListPodSandboxRequest, RemoveImageRequest, RemovePodSandboxRequest,
+    StopPodSandboxRequest,
+};
 
 use super::cases::rpc_failed;
+use super::pod_config::{RUN_LABEL, fresh_token};
 use super::test_images::is_image_id;
 use super::{CaseResult, Stop, TestImages};
 use crate::client::CriClient;
@@ -16,14 +20,74 @@ pub struct Context {
     pub client: CriClient,
     pub images: TestImages,
     pulled: BTreeSet<LabImage>,
+    /// This run's token, which every pod a case makes carries as its [`RUN_LABEL`].
+    run: String,
+    /// Pods the running case made, by the id RunPodSandbox returned.
+    pods: BTreeSet<String>,
 }
 
-/// Time the runner gives a case's images to go after it.
+/// Time the runner gives a case's images, or its pods, to go after it.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Context {
     pub fn new(client: CriClient, images: TestImages) -> Self {
-        Self { client, images, pulled: BTreeSet::new() }
+        Self { client, images, pulled: BTreeSet::new(), run: fresh_token(), pods: BTreeSet::new() }
+    }
+
+    /// The value of [`RUN_LABEL`] on the pods of this run.
+    pub(crate) fn run(&self) -> &str {
+        &self.run
+    }
+
+    /// Makes pod `id` the running case's, to be removed after it.
+    pub(crate) fn made_pod(&mut self, id: String) {
+        self.pods.insert(id);
+    }
+
+    /// Removes what the case left: its pods, then its images.
+    pub(crate) async fn clean_up(&mut self) -> Result<(), String> {
+        let pods = self.remove_pods().await;
+        let images = self.remove_pulled().await;
+        match (pods, images) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(why), Ok(())) | (Ok(()), Err(why)) => Err(why),
+            (Err(pods), Err(images)) => Err(format!("{pods}; {images}")),
+        }
+    }
+
+    /// Stops and removes the pods the case made that are still listed: those whose id RunPodSandbox
+    /// returned, and any carrying this run's label (a runtime may keep a pod whose RunPodSandbox
+    /// failed). They are forgotten either way. Listing every pod rather than filtering by label
+    /// keeps the cleanup independent of the runtime's filters, which the cases test.
+    async fn remove_pods(&mut self) -> Result<(), String> {
+        let made = std::mem::take(&mut self.pods);
+        let run = self.run.clone();
+        let runtime = self.client.runtime.clone();
+        let remove = async move {
+            let listed = runtime.clone().list_pod_sandbox(ListPodSandboxRequest { filter: None }).await;
+            let listed = listed.map_err(|s| rpc_failed("ListPodSandbox", s))?.into_inner().items;
+            let ours = listed
+                .into_iter()
+                .filter(|pod| made.contains(&pod.id) || pod.labels.get(RUN_LABEL) == Some(&run))
+                .map(|pod| pod.id);
+            let mut failures = Vec::new();
+            for id in ours {
+                let stopped_and_removed = async {
+                    let stop = StopPodSandboxRequest { pod_sandbox_id: id.clone() };
+                    runtime.clone().stop_pod_sandbox(stop).await.map_err(|s| rpc_failed("StopPodSandbox", s))?;
+                    let remove = RemovePodSandboxRequest { pod_sandbox_id: id.clone() };
+                    runtime.clone().remove_pod_sandbox(remove).await.map_err(|s| rpc_failed("RemovePodSandbox", s))?;
+                    Ok::<_, String>(())
+                };
+                if let Err(why) = stopped_and_removed.await {
+                    failures.push(format!("pod {id}: {why}"));
+                }
+            }
+            if failures.is_empty() { Ok(()) } else { Err(failures.join("; ")) }
+        };
+        tokio::time::timeout(CLEANUP_TIMEOUT, remove)
+            .await
+            .unwrap_or_else(|_| Err(format!("removing the case's pods took over {CLEANUP_TIMEOUT:?}")))
     }
 
     /// Makes `which` the running case's to pull and to have removed after it. It must not be in
@@ -48,7 +112,7 @@ impl Context {
 
     /// Removes those of the case's images that are still there, forgetting them either way: one
     /// that stays makes the next case that claims it skip, saying so.
-    pub(crate) async fn remove_pulled(&mut self) -> Result<(), String> {
+    async fn remove_pulled(&mut self) -> Result<(), String> {
         let pulled = std::mem::take(&mut self.pulled);
         if pulled.is_empty() {
             return Ok(());

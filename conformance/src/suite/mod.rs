@@ -3,6 +3,7 @@
 
 mod cases;
 mod context;
+pub(crate) mod pod_config;
 mod report;
 mod selection;
 mod test_images;
@@ -57,8 +58,9 @@ pub fn cases() -> Vec<Case> {
 /// Time a single case may take before it fails as hung.
 const CASE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Runs the selected cases, calling `each` as every case ends. Images a case pulled are removed
-/// after it, whatever its verdict, so that the next case starts from the same runtime.
+/// Runs the selected cases, calling `each` as every case ends. Pods a case made and images it
+/// pulled are removed after it, whatever its verdict, so that the next case starts from the same
+/// runtime.
 pub async fn run(context: &mut Context, selection: &Selection, mut each: impl FnMut(&Outcome)) -> Report {
     let mut report = Report::default();
     for case in cases().into_iter().filter(|c| selection.selects(c.name)) {
@@ -69,7 +71,7 @@ pub async fn run(context: &mut Context, selection: &Selection, mut each: impl Fn
             Ok(Err(Stop::Fail(why))) => Verdict::Fail(why),
             Err(_) => Verdict::Fail(format!("did not finish within {CASE_TIMEOUT:?}")),
         };
-        let verdict = match (verdict, context.remove_pulled().await) {
+        let verdict = match (verdict, context.clean_up().await) {
             (verdict, Ok(())) => verdict,
             (Verdict::Fail(why), Err(cleanup)) => Verdict::Fail(format!("{why}; then cleaning up: {cleanup}")),
             (_, Err(cleanup)) => Verdict::Fail(format!("cleaning up: {cleanup}")),

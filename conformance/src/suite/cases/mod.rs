@@ -1,6 +1,7 @@
 //! The cases, by area. Each area lists its cases; `all` puts the areas in running order.
 
 mod image;
+mod pod;
 mod runtime;
 
 use super::Case;
@@ -13,7 +14,7 @@ macro_rules! case {
 use case;
 
 pub fn all() -> Vec<Case> {
-    runtime::cases().into_iter().chain(image::cases()).collect()
+    runtime::cases().into_iter().chain(image::cases()).chain(pod::cases()).collect()
 }
 
 /// Turns a check into a case failure with the check's words.
