@@ -44,6 +44,9 @@ enum Command {
 enum Workload {
     /// Cold pulls of the lab's multi-layer image: removed before each pull.
     Pull(PullArgs),
+    /// RunPodSandbox of pods on the pod network, and apart from it StopPodSandbox and
+    /// RemovePodSandbox of each.
+    Runp(RunpArgs),
 }
 
 /// Running the suite: what `crisp-conformance` does without a subcommand.
@@ -94,6 +97,22 @@ struct PullArgs {
 }
 
 #[derive(Args)]
+struct RunpArgs {
+    /// The socket to measure.
+    #[arg(long, default_value = DEFAULT_ENDPOINT)]
+    endpoint: String,
+    /// A second socket, measured interleaved with the first and compared to it.
+    #[arg(long, value_name = "ENDPOINT")]
+    compare: Option<String>,
+    /// Pods per endpoint, besides one untimed warm-up pod.
+    #[arg(long, visible_alias = "iterations", default_value = "10")]
+    count: NonZeroUsize,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct RegistryArgs {
     /// A running lab registry serving the lab's images over plain HTTP, e.g. `crisp-lab serve`'s
     /// 127.0.0.1:5000. Without it, a temporary one is started for the run.
@@ -128,6 +147,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => run_suite(cli.suite).await,
         Some(Command::Bench { workload: Workload::Pull(args) }) => bench_pull(args).await,
+        Some(Command::Bench { workload: Workload::Runp(args) }) => bench_runp(args).await,
     }
 }
 
@@ -151,17 +171,31 @@ async fn run_suite(args: SuiteArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn bench_pull(args: PullArgs) -> anyhow::Result<ExitCode> {
-    let mut targets = Vec::new();
-    for endpoint in [Some(&args.endpoint), args.compare.as_ref()].into_iter().flatten() {
-        let endpoint = Endpoint::parse(endpoint)?;
-        let client = CriClient::connect(&endpoint, &endpoint).await?;
-        targets.push(Target { endpoint, client });
-    }
+    let targets = targets(&args.endpoint, args.compare.as_deref()).await?;
     let (images, _lab) = test_images(&args.registry, false).await?;
     let report = bench::pull::run(&targets, &images, args.iterations).await?;
     print!("{report}");
     write_json(args.json.as_deref(), &report)?;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn bench_runp(args: RunpArgs) -> anyhow::Result<ExitCode> {
+    let targets = targets(&args.endpoint, args.compare.as_deref()).await?;
+    let report = bench::runp::run(&targets, args.count).await?;
+    print!("{report}");
+    write_json(args.json.as_deref(), &report)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The endpoint to measure, and the one to compare it with.
+async fn targets(endpoint: &str, compare: Option<&str>) -> anyhow::Result<Vec<Target>> {
+    let mut targets = Vec::new();
+    for endpoint in [Some(endpoint), compare].into_iter().flatten() {
+        let endpoint = Endpoint::parse(endpoint)?;
+        let client = CriClient::connect(&endpoint, &endpoint).await?;
+        targets.push(Target { endpoint, client });
+    }
+    Ok(targets)
 }
 
 /// The test images, and the lab serving them when this run started one: it must live as long
@@ -230,5 +264,25 @@ mod tests {
         assert_eq!(args.iterations.get(), 5);
         assert!(parse(&["bench", "pull", "--iterations", "0"]).is_err());
         assert!(parse(&["--endpoint", "/run/x.sock", "bench", "pull"]).is_err());
+    }
+
+    #[test]
+    fn bench_runp() {
+        let runp = |args: &[&str]| {
+            let all = [&["bench", "runp"], args].concat();
+            let Some(Command::Bench { workload: Workload::Runp(args) }) = parse(&all).unwrap().command else {
+                panic!("not bench runp")
+            };
+            args
+        };
+        let args = runp(&["--count", "3", "--compare", "unix:///b.sock", "--json", "/tmp/r.json"]);
+        assert_eq!(args.endpoint, DEFAULT_ENDPOINT);
+        assert_eq!(args.compare.as_deref(), Some("unix:///b.sock"));
+        assert_eq!(args.count.get(), 3);
+        assert_eq!(args.json.as_deref(), Some(Path::new("/tmp/r.json")));
+        assert_eq!(runp(&[]).count.get(), 10);
+        assert_eq!(runp(&["--iterations", "4"]).count.get(), 4);
+        assert!(parse(&["bench", "runp", "--count", "0"]).is_err());
+        assert!(parse(&["bench", "runp", "--test-registry", "127.0.0.1:5000"]).is_err());
     }
 }

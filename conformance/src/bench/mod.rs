@@ -3,6 +3,7 @@
 
 pub mod pull;
 mod report;
+pub mod runp;
 mod stats;
 
 use std::time::Duration;
@@ -26,6 +27,25 @@ pub enum BenchError {
     Timeout { endpoint: Endpoint, rpc: String, after: Duration },
     #[error("{endpoint}: {reference} is still there after RemoveImage: a pull of it would not be cold")]
     NotRemoved { endpoint: Endpoint, reference: String },
+    #[error("{endpoint}: the pod network is not ready ({why}): pods cannot run")]
+    NetworkNotReady { endpoint: Endpoint, why: String },
+}
+
+/// Time one RPC may take before the benchmark gives up on the endpoint.
+const RPC_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Awaits `target`'s answer to `rpc`, within [`RPC_TIMEOUT`].
+async fn call<T>(
+    target: &Target,
+    rpc: &str,
+    response: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, BenchError> {
+    let endpoint = || target.endpoint.clone();
+    match tokio::time::timeout(RPC_TIMEOUT, response).await {
+        Ok(Ok(response)) => Ok(response.into_inner()),
+        Ok(Err(status)) => Err(BenchError::Rpc { endpoint: endpoint(), rpc: rpc.to_owned(), status }),
+        Err(_) => Err(BenchError::Timeout { endpoint: endpoint(), rpc: rpc.to_owned(), after: RPC_TIMEOUT }),
+    }
 }
 
 /// Indices of `count` targets in the order they run in `iteration`: rotated by one each time, so

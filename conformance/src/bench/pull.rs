@@ -1,11 +1,11 @@
 //! Cold pulls: the lab's multi-layer image, removed before every pull and after the last.
 
 use std::num::NonZeroUsize;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_cri::v1::{ImageSpec, ImageStatusRequest, ListImagesRequest, PullImageRequest, RemoveImageRequest};
 
-use super::{BenchError, BenchReport, Target, order};
+use super::{BenchError, BenchReport, Target, call, order};
 use crate::lab::image::LabImage;
 use crate::suite::{TestImages, is_image_id};
 
@@ -15,9 +15,6 @@ pub const IMAGE: LabImage = LabImage::MultiLayer;
 /// The lab images whose layers the pulled image shares: while a runtime holds one of them, that
 /// layer is not pulled again.
 const SHARING_LAYERS: [LabImage; 4] = [LabImage::Busybox, LabImage::UserUid, LabImage::UserName, LabImage::UserUidGid];
-
-/// Time one RPC may take before the benchmark gives up on the endpoint.
-const RPC_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Pulls [`IMAGE`] cold `iterations` times on each target, interleaving the targets.
 pub async fn run(targets: &[Target], images: &TestImages, iterations: NonZeroUsize) -> Result<BenchReport, BenchError> {
@@ -74,19 +71,6 @@ async fn holding_shared_layers(target: &Target, images: &TestImages) -> Result<V
             .images;
     let held = |which: &LabImage| listed.iter().any(|image| is_image_id(&image.id, images.id(*which)));
     Ok(SHARING_LAYERS.iter().filter(|which| held(which)).map(ToString::to_string).collect())
-}
-
-async fn call<T>(
-    target: &Target,
-    rpc: &str,
-    response: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-) -> Result<T, BenchError> {
-    let endpoint = || target.endpoint.clone();
-    match tokio::time::timeout(RPC_TIMEOUT, response).await {
-        Ok(Ok(response)) => Ok(response.into_inner()),
-        Ok(Err(status)) => Err(BenchError::Rpc { endpoint: endpoint(), rpc: rpc.to_owned(), status }),
-        Err(_) => Err(BenchError::Timeout { endpoint: endpoint(), rpc: rpc.to_owned(), after: RPC_TIMEOUT }),
-    }
 }
 
 fn spec(reference: &str) -> Option<ImageSpec> {
