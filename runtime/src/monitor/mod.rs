@@ -8,6 +8,7 @@
 
 mod protocol;
 mod server;
+mod socket_path;
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -210,7 +211,8 @@ impl Monitor {
 
     fn request(&self, request: &Request, timeout: Duration) -> Result<Response, MonitorError> {
         let io = |what, source| io_error(&self.dir, what, source);
-        let mut stream = UnixStream::connect(self.dir.join(SOCKET)).map_err(|e| io("connect", e))?;
+        let mut stream = socket_path::with_socket_path(&self.dir.join(SOCKET), |p| UnixStream::connect(p))
+            .map_err(|e| io("connect", e))?;
         stream.set_read_timeout(Some(timeout)).map_err(|e| io("socket", e))?;
         stream.set_write_timeout(Some(REQUEST_TIMEOUT)).map_err(|e| io("socket", e))?;
         let mut line = serde_json::to_vec(request).expect("requests serialize");

@@ -205,7 +205,7 @@ impl Server {
             .map_err(|e| start_error("signalfd", e))?;
 
         let socket = dir.join(SOCKET);
-        if UnixStream::connect(&socket).is_ok() {
+        if super::socket_path::with_socket_path(&socket, |p| UnixStream::connect(p)).is_ok() {
             return Err(StartError(format!("another monitor serves {}", dir.display())));
         }
         match fs::remove_file(&socket) {
@@ -213,7 +213,8 @@ impl Server {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(start_error(socket.display(), e)),
         }
-        let listener = UnixListener::bind(&socket).map_err(|e| start_error(socket.display(), e))?;
+        let listener = super::socket_path::with_socket_path(&socket, |p| UnixListener::bind(p))
+            .map_err(|e| start_error(socket.display(), e))?;
         fs::set_permissions(&socket, fs::Permissions::from_mode(0o600))
             .map_err(|e| start_error(socket.display(), e))?;
         listener.set_nonblocking(true).map_err(|e| start_error(socket.display(), e))?;
