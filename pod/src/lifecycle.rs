@@ -1,0 +1,550 @@
+//! Pod sandboxes from start to end: run, stop, remove, and what is found after a restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crisp_network::cni::{Cni, PodNetworkRequest};
+use crisp_network::netns;
+use crisp_runtime::monitor::{CreateRequest, Monitor};
+use crisp_runtime::oci::{OciRuntime, OciStatus};
+use crisp_runtime::{CgroupManager, OomScoreAdjPolicy};
+use futures::FutureExt;
+use futures::future::Shared;
+
+use crate::cgroup::cgroups_path;
+use crate::error::PodError;
+use crate::files::{PodFiles, validate_hostname};
+use crate::key::PodKey;
+use crate::model::{NamespaceMode, PodNetwork, SandboxConfig, SandboxId, SandboxRecord, SandboxState};
+use crate::pause_spec::{PauseProcess, pause_spec};
+use crate::shm;
+use crate::store::{Sandbox, SandboxStore, remove_dir};
+use crate::sysctl::Sysctls;
+use crate::translate;
+
+/// How long a stopped pause may take to be reaped before Stop gives up on waiting for it.
+const EXIT_WAIT: Duration = Duration::from_secs(10);
+
+pub struct PodsConfig {
+    /// Records and pod files: `root/<id>/`.
+    pub root: PathBuf,
+    /// What a reboot clears: shm mounts, bundles, monitors, exit records: `state/<id>/`.
+    pub state: PathBuf,
+    pub netns_dir: PathBuf,
+    pub monitor_binary: PathBuf,
+    pub cgroup_manager: CgroupManager,
+    pub oom_score_adj: OomScoreAdjPolicy,
+    pub shm_size: u64,
+    pub pause: PauseProcess,
+    /// The OCI runtimes by handler name; `default_handler` among them.
+    pub runtimes: BTreeMap<String, Arc<OciRuntime>>,
+    pub default_handler: String,
+}
+
+/// What the pause runs from.
+#[derive(Debug, Clone)]
+pub enum PauseSource {
+    /// crisp's own pause program and its shared read-only rootfs.
+    BuiltIn,
+    /// The configured pause image: its unpacked layers (topmost first), mounted read-only.
+    Image { lowers: Vec<PathBuf>, args: Vec<String>, env: Vec<String> },
+}
+
+/// A sandbox as the CRI reports it: its record and whether its pause still runs.
+#[derive(Debug, Clone)]
+pub struct SandboxView {
+    pub record: SandboxRecord,
+    pub ready: bool,
+}
+
+type Creation = Shared<Pin<Box<dyn Future<Output = Result<SandboxId, Arc<PodError>>> + Send>>>;
+
+pub struct Pods {
+    config: PodsConfig,
+    store: Arc<SandboxStore>,
+    cni: Arc<Cni>,
+    /// Sandboxes being created, by pod: a retried RunPodSandbox waits for the first one.
+    creating: Mutex<HashMap<PodKey, (SandboxConfig, Creation)>>,
+}
+
+/// Where one sandbox's runtime state lives.
+struct StateDirs {
+    dir: PathBuf,
+}
+
+impl StateDirs {
+    fn shm(&self) -> PathBuf {
+        self.dir.join("shm")
+    }
+    fn bundle(&self) -> PathBuf {
+        self.dir.join("bundle")
+    }
+    fn monitor(&self) -> PathBuf {
+        self.dir.join("monitor")
+    }
+    fn pause_exit(&self) -> PathBuf {
+        self.dir.join("pause.exit")
+    }
+    fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+    /// Mount points for the pause image's rootfs, as its top layer, so that the runtime never
+    /// writes into the image's shared layers.
+    fn rootfs_base(&self) -> PathBuf {
+        self.dir.join("rootfs-base")
+    }
+}
+
+impl Pods {
+    /// Loads the sandboxes and finishes what a crash interrupted: half-made sandboxes are
+    /// undone, leftovers of removed ones cleaned.
+    pub async fn open(config: PodsConfig, cni: Arc<Cni>) -> Result<Arc<Pods>, PodError> {
+        let root = config.root.clone();
+        let (store, leftovers) = tokio::task::spawn_blocking(move || SandboxStore::open(&root))
+            .await
+            .map_err(|e| PodError::Interrupted("loading sandboxes", e.to_string()))??;
+        let pods = Arc::new(Pods { config, store: Arc::new(store), cni, creating: Mutex::new(HashMap::new()) });
+        for dir in leftovers.orphan_dirs {
+            remove_dir(&dir)?;
+        }
+        for sandbox in pods.store.all() {
+            if sandbox.record().state == SandboxState::Creating {
+                tracing::warn!(id = %sandbox.id, "undoing a sandbox whose creation was interrupted");
+                pods.teardown(&sandbox.record()).await?;
+                pods.forget(&sandbox.id).await?;
+            }
+        }
+        pods.clean_strays().await?;
+        Ok(pods)
+    }
+
+    /// Runtime state, netns and CNI attachments that no record owns: a crash between making them
+    /// and writing the record that names them, or after removing it.
+    async fn clean_strays(&self) -> Result<(), PodError> {
+        let known = |name: &str| SandboxId::parse(name).is_some_and(|id| self.store.get(&id).is_some());
+        for dir in list_dir(&self.config.state)? {
+            if !dir.file_name().and_then(|n| n.to_str()).is_some_and(known) {
+                self.remove_state(&dir).await?;
+            }
+        }
+        for path in list_dir(&self.config.netns_dir)? {
+            if !path.file_name().and_then(|n| n.to_str()).is_some_and(known) {
+                blocking(move || netns::remove(&path).map_err(PodError::from)).await?;
+            }
+        }
+        for id in self.cni.cached()? {
+            if !known(&id) {
+                self.cni.del(&id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a sandbox, or returns the one made for the same pod by an earlier call.
+    pub async fn run(self: &Arc<Self>, config: SandboxConfig, pause: PauseSource) -> Result<SandboxId, Arc<PodError>> {
+        let runtime = self.runtime_for(&config.runtime_handler).map_err(Arc::new)?;
+        validate(&config).map_err(Arc::new)?;
+        let creation = {
+            let mut creating = self.creating.lock().expect("creating lock");
+            if let Some((first, creation)) = creating.get(&config.key) {
+                if *first != config {
+                    return Err(Arc::new(different_pod(&config.key, None)));
+                }
+                creation.clone()
+            } else {
+                if let Some(existing) = self.store.by_key(&config.key) {
+                    let record = existing.record();
+                    if record.config != config {
+                        return Err(Arc::new(different_pod(&config.key, Some(&record.id))));
+                    }
+                    if self.is_ready(&record) {
+                        return Ok(record.id);
+                    }
+                    return Err(Arc::new(PodError::AlreadyExists(format!(
+                        "pod {} already has sandbox {}, which is not ready: stop and remove it first",
+                        config.key, record.id
+                    ))));
+                }
+                // Its own task, so that a caller that gives up does not leave a half-made sandbox.
+                let pods = self.clone();
+                let key = config.key.clone();
+                let first = config.clone();
+                let task = tokio::spawn(async move {
+                    let result = pods.create(config, runtime, pause).await.map_err(Arc::new);
+                    pods.creating.lock().expect("creating lock").remove(&key);
+                    result
+                });
+                let creation: Creation = async move {
+                    task.await.unwrap_or_else(|e| Err(Arc::new(PodError::Interrupted("RunPodSandbox", e.to_string()))))
+                }
+                .boxed()
+                .shared();
+                creating.insert(first.key.clone(), (first, creation.clone()));
+                creation
+            }
+        };
+        creation.await
+    }
+
+    async fn create(
+        &self,
+        config: SandboxConfig,
+        runtime: Arc<OciRuntime>,
+        pause: PauseSource,
+    ) -> Result<SandboxId, PodError> {
+        let id = SandboxId::random();
+        let host_network = config.namespaces.network == NamespaceMode::Node;
+        let record = SandboxRecord {
+            id: id.clone(),
+            cgroups_path: cgroups_path(self.config.cgroup_manager, &config.cgroup_parent, &id)?,
+            netns: (!host_network).then(|| self.config.netns_dir.join(id.as_str())),
+            config,
+            created_at_ns: now_ns(),
+            state: SandboxState::Creating,
+            handler: runtime.handler().name.to_string(),
+            network: None,
+            pause_pid: None,
+            pause_start_time: None,
+        };
+        // The first record names everything about to be made, so a crash at any point after
+        // it can be undone on the next start.
+        let store_record = record.clone();
+        let sandbox = blocking({
+            let store = self.store_handle();
+            move || store.insert(store_record).map_err(PodError::from)
+        })
+        .await?;
+        match self.setup(&sandbox, &runtime, pause).await {
+            Ok(()) => {
+                self.update(&sandbox, |r| r.state = SandboxState::Ready).await?;
+                Ok(id)
+            }
+            Err(e) => {
+                tracing::info!(%id, "sandbox creation failed, undoing it: {e}");
+                if let Err(undo) = self.teardown(&sandbox.record()).await {
+                    tracing::error!(%id, "undoing a failed sandbox: {undo}");
+                    return Err(e);
+                }
+                if let Err(undo) = self.forget(&id).await {
+                    tracing::error!(%id, "removing a failed sandbox's record: {undo}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn setup(&self, sandbox: &Arc<Sandbox>, runtime: &OciRuntime, pause: PauseSource) -> Result<(), PodError> {
+        let record = sandbox.record();
+        let config = &record.config;
+        let dirs = self.state_dirs(&record.id);
+
+        if let Some(path) = &record.netns {
+            let (dir, name) = (self.config.netns_dir.clone(), record.id.to_string());
+            let made = blocking(move || netns::create(&dir, &name).map_err(PodError::from)).await?;
+            debug_assert_eq!(&made, path);
+            let attachment = self
+                .cni
+                .add(&PodNetworkRequest {
+                    container_id: record.id.to_string(),
+                    netns: path.clone(),
+                    pod_name: config.key.name.clone(),
+                    pod_namespace: config.key.namespace.clone(),
+                    pod_uid: config.key.uid.clone(),
+                    port_mappings: config.port_mappings.iter().map(translate::port_mapping).collect(),
+                    bandwidth: translate::bandwidth(&config.bandwidth),
+                    dns: translate::dns(&config.dns),
+                })
+                .await?;
+            self.update(sandbox, move |r| {
+                r.network = Some(PodNetwork { network: attachment.network, ips: attachment.ips })
+            })
+            .await?;
+        }
+
+        let record = sandbox.record();
+        let files = PodFiles::new(self.store.dir_of(&record.id));
+        let ips = record.network.as_ref().map(|n| n.ips.clone()).unwrap_or_default();
+        let (hostname, dns, host_network) =
+            (record.config.hostname.clone(), record.config.dns.clone(), record.host_network());
+        let log_dir = record.config.log_directory.clone();
+        let ipc_shared = record.config.namespaces.ipc != NamespaceMode::Node;
+        let (shm_dir, shm_size) = (dirs.shm(), self.config.shm_size);
+        blocking(move || {
+            files.write(&hostname, &dns, &ips, host_network)?;
+            if let Some(dir) = log_dir {
+                std::fs::create_dir_all(&dir)
+                    .map_err(PodError::io(format!("creating log directory {}", dir.display())))?;
+            }
+            if ipc_shared {
+                shm::mount_shm(&shm_dir, shm_size).map_err(PodError::io(format!("mounting {}", shm_dir.display())))?;
+            }
+            Ok(())
+        })
+        .await?;
+
+        let pause = match pause {
+            PauseSource::BuiltIn => self.config.pause.clone(),
+            PauseSource::Image { lowers, args, env } => {
+                let (base, rootfs) = (dirs.rootfs_base(), dirs.rootfs());
+                let target = rootfs.clone();
+                blocking(move || {
+                    for dir in ["proc", "dev", "sys", "etc"] {
+                        std::fs::create_dir_all(base.join(dir))
+                            .map_err(PodError::io(format!("creating {}", base.display())))?;
+                    }
+                    let lowers: Vec<PathBuf> = std::iter::once(base).chain(lowers).collect();
+                    Ok(crisp_image::overlay::mount_overlay(&lowers, None, &target)?)
+                })
+                .await?;
+                PauseProcess { rootfs, args, env }
+            }
+        };
+        let spec = pause_spec(&record, &pause, &self.config.oom_score_adj)?;
+        let bundle = dirs.bundle();
+        let monitor_dir = dirs.monitor();
+        let binary = self.config.monitor_binary.clone();
+        let request = CreateRequest {
+            id: record.id.container_id().clone(),
+            runtime: runtime.handler().path.clone(),
+            runtime_root: runtime.root().to_owned(),
+            systemd_cgroup: self.config.cgroup_manager == CgroupManager::Systemd,
+            bundle: bundle.clone(),
+            exit_file: dirs.pause_exit(),
+        };
+        let pid = blocking(move || {
+            std::fs::create_dir_all(&bundle).map_err(PodError::io(format!("creating {}", bundle.display())))?;
+            let config_json = bundle.join("config.json");
+            spec.save(&config_json)?;
+            let monitor = Monitor::spawn(&binary, &monitor_dir)?;
+            Ok(monitor.create(&request)?)
+        })
+        .await?;
+        let start_time = process_start_time(pid);
+        self.update(sandbox, move |r| {
+            r.pause_pid = Some(pid);
+            r.pause_start_time = start_time;
+        })
+        .await?;
+        runtime.start(record.id.container_id()).await?;
+        Ok(())
+    }
+
+    /// Stops a sandbox's pause and frees its network; a missing or stopped sandbox is fine.
+    pub async fn stop(&self, id: &str) -> Result<(), PodError> {
+        let Some(sandbox) = self.find_optional(id)? else {
+            return Ok(());
+        };
+        let _op = sandbox.op.lock().await;
+        let record = sandbox.record();
+        if record.state == SandboxState::NotReady {
+            return Ok(());
+        }
+        self.teardown(&record).await?;
+        self.update(&sandbox, |r| {
+            r.state = SandboxState::NotReady;
+            r.network = None;
+        })
+        .await
+    }
+
+    /// Stops the sandbox if needed and deletes everything it had; a missing one is fine.
+    pub async fn remove(&self, id: &str) -> Result<(), PodError> {
+        let Some(sandbox) = self.find_optional(id)? else {
+            return Ok(());
+        };
+        let _op = sandbox.op.lock().await;
+        let record = sandbox.record();
+        if record.state != SandboxState::NotReady {
+            self.teardown(&record).await?;
+        }
+        self.forget(&sandbox.id).await
+    }
+
+    pub fn status(&self, id: &str) -> Result<SandboxView, PodError> {
+        let sandbox = self.find(id)?;
+        Ok(self.view(&sandbox))
+    }
+
+    pub fn list(&self) -> Vec<SandboxView> {
+        self.store.all().iter().map(|s| self.view(s)).collect()
+    }
+
+    fn view(&self, sandbox: &Sandbox) -> SandboxView {
+        let record = sandbox.record();
+        SandboxView { ready: self.is_ready(&record), record }
+    }
+
+    /// Ready while its pause runs: not reaped by its monitor, and the same process (start
+    /// time) as the one started, so a reused PID after a reboot does not count.
+    fn is_ready(&self, record: &SandboxRecord) -> bool {
+        record.state == SandboxState::Ready
+            && !self.state_dirs(&record.id).pause_exit().exists()
+            && record.pause_pid.is_some_and(|pid| process_start_time(pid) == record.pause_start_time)
+    }
+
+    /// Undoes everything a sandbox may have, in reverse order of making it; each step is a no-op
+    /// when there is nothing to undo.
+    async fn teardown(&self, record: &SandboxRecord) -> Result<(), PodError> {
+        let dirs = self.state_dirs(&record.id);
+        let cid = record.id.container_id();
+        if let Some(runtime) = self.config.runtimes.get(&record.handler) {
+            runtime.kill(cid, libc::SIGKILL, false).await?;
+            let deadline = Instant::now() + EXIT_WAIT;
+            while !dirs.pause_exit().exists() && Instant::now() < deadline {
+                match runtime.state(cid).await? {
+                    Some(state) if state.status == OciStatus::Running => {}
+                    _ => break,
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            runtime.delete(cid, true).await?;
+        }
+        let monitor_dir = dirs.monitor();
+        blocking(move || {
+            if let Some(monitor) = Monitor::attach(&monitor_dir)? {
+                monitor.shutdown()?;
+            }
+            Ok(())
+        })
+        .await?;
+        if record.netns.is_some() {
+            self.cni.del(record.id.as_str()).await?;
+        }
+        if let Some(path) = record.netns.clone() {
+            blocking(move || netns::remove(&path).map_err(PodError::from)).await?;
+        }
+        let (shm_dir, rootfs) = (dirs.shm(), dirs.rootfs());
+        blocking(move || unmount_all(&shm_dir, &rootfs)).await
+    }
+
+    /// Drops a torn-down sandbox: its runtime state, then its record and files.
+    async fn forget(&self, id: &SandboxId) -> Result<(), PodError> {
+        self.remove_state(&self.state_dirs(id).dir).await?;
+        let store = self.store_handle();
+        let id = id.clone();
+        blocking(move || store.remove(&id).map_err(PodError::from)).await
+    }
+
+    async fn remove_state(&self, dir: &Path) -> Result<(), PodError> {
+        let dir = dir.to_owned();
+        blocking(move || {
+            let dirs = StateDirs { dir };
+            unmount_all(&dirs.shm(), &dirs.rootfs())?;
+            remove_dir(&dirs.dir).map_err(PodError::from)
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        sandbox: &Arc<Sandbox>,
+        change: impl FnOnce(&mut SandboxRecord) + Send + 'static,
+    ) -> Result<(), PodError> {
+        let store = self.store_handle();
+        let sandbox = sandbox.clone();
+        blocking(move || store.update(&sandbox, change).map_err(PodError::from)).await
+    }
+
+    fn store_handle(&self) -> Arc<SandboxStore> {
+        self.store.clone()
+    }
+
+    fn state_dirs(&self, id: &SandboxId) -> StateDirs {
+        StateDirs { dir: self.config.state.join(id.as_str()) }
+    }
+
+    fn runtime_for(&self, handler: &str) -> Result<Arc<OciRuntime>, PodError> {
+        let name = if handler.is_empty() { &self.config.default_handler } else { handler };
+        self.config.runtimes.get(name).cloned().ok_or_else(|| PodError::UnknownHandler(handler.to_owned()))
+    }
+
+    /// A sandbox by full ID or by a prefix that only one ID has, as crictl passes them.
+    fn find(&self, id: &str) -> Result<Arc<Sandbox>, PodError> {
+        self.find_optional(id)?.ok_or_else(|| PodError::NotFound(id.to_owned()))
+    }
+
+    fn find_optional(&self, id: &str) -> Result<Option<Arc<Sandbox>>, PodError> {
+        if id.is_empty() {
+            return Err(PodError::Invalid("empty pod sandbox ID".into()));
+        }
+        if let Some(full) = SandboxId::parse(id) {
+            return Ok(self.store.get(&full));
+        }
+        let mut matches = self.store.all().into_iter().filter(|s| s.id.as_str().starts_with(id));
+        match (matches.next(), matches.next()) {
+            (Some(one), None) => Ok(Some(one)),
+            (None, _) => Ok(None),
+            (Some(_), Some(_)) => Err(PodError::Ambiguous(id.to_owned())),
+        }
+    }
+}
+
+fn different_pod(key: &PodKey, existing: Option<&SandboxId>) -> PodError {
+    let which = existing.map(|id| format!(" as sandbox {id}")).unwrap_or_else(|| " being created".into());
+    PodError::AlreadyExists(format!("pod {key} already exists{which} with a different configuration"))
+}
+
+fn validate(config: &SandboxConfig) -> Result<(), PodError> {
+    Sysctls::validate(
+        config.sysctls.iter(),
+        config.namespaces.network == NamespaceMode::Node,
+        config.namespaces.ipc == NamespaceMode::Node,
+    )?;
+    if config.namespaces.network == NamespaceMode::Container || config.namespaces.ipc == NamespaceMode::Container {
+        return Err(PodError::Invalid(
+            "network and IPC namespaces are per pod or the host's, never per container".into(),
+        ));
+    }
+    if config.namespaces.network != NamespaceMode::Node {
+        validate_hostname(&config.hostname)?;
+    }
+    config.dns.validate()?;
+    if let Some(dir) = &config.log_directory
+        && !dir.is_absolute()
+    {
+        return Err(PodError::Invalid(format!("log_directory {} is not an absolute path", dir.display())));
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, PodError> + Send + 'static,
+) -> Result<T, PodError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| PodError::Interrupted("a blocking task", e.to_string()))?
+}
+
+fn unmount_all(shm_dir: &Path, rootfs: &Path) -> Result<(), PodError> {
+    shm::unmount_shm(shm_dir).map_err(PodError::io(format!("unmounting {}", shm_dir.display())))?;
+    crisp_image::overlay::unmount(rootfs).map_err(PodError::io(format!("unmounting {}", rootfs.display())))
+}
+
+fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, PodError> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            entries.map(|e| e.map(|e| e.path()).map_err(PodError::io(format!("reading {}", dir.display())))).collect()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(PodError::Io { what: format!("reading {}", dir.display()), source: e }),
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// A process's start time in clock ticks since boot (`/proc/<pid>/stat` field 22); none for
+/// a process that is gone or a zombie.
+fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}

@@ -1,0 +1,171 @@
+//! Sandbox records on disk (`<root>/<id>/sandbox.json`, written atomically) and in memory,
+//! indexed by ID and by the pod's key.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::key::PodKey;
+use crate::model::{SandboxId, SandboxRecord};
+use crate::persist;
+
+const RECORD: &str = "sandbox.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("encoding sandbox {id}: {source}")]
+    Encode { id: SandboxId, source: serde_json::Error },
+}
+
+/// One sandbox: its record, and a lock that puts its lifecycle operations in a row.
+pub struct Sandbox {
+    pub id: SandboxId,
+    record: RwLock<SandboxRecord>,
+    pub op: tokio::sync::Mutex<()>,
+}
+
+impl Sandbox {
+    pub fn record(&self) -> SandboxRecord {
+        self.record.read().expect("sandbox record lock").clone()
+    }
+}
+
+#[derive(Default)]
+struct Index {
+    by_id: HashMap<SandboxId, Arc<Sandbox>>,
+    by_key: HashMap<PodKey, SandboxId>,
+}
+
+pub struct SandboxStore {
+    dir: PathBuf,
+    index: Mutex<Index>,
+}
+
+/// What `open` found that is not a usable record: for the caller to clean up.
+pub struct Leftovers {
+    /// Directories with no readable record (a crash before the first write, or after removal began).
+    pub orphan_dirs: Vec<PathBuf>,
+}
+
+impl SandboxStore {
+    /// Loads every record under `dir`; unreadable ones are set aside (renamed), never deleted,
+    /// so an operator can look at them.
+    pub fn open(dir: &Path) -> Result<(SandboxStore, Leftovers), StoreError> {
+        let io_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Io { path, source }
+        };
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut index = Index::default();
+        let mut orphan_dirs = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+            let entry = entry.map_err(io_err(dir))?;
+            let path = entry.path();
+            let record_path = path.join(RECORD);
+            let Some(id) = entry.file_name().to_str().and_then(SandboxId::parse) else {
+                continue;
+            };
+            match fs::read(&record_path) {
+                Ok(bytes) => match serde_json::from_slice::<SandboxRecord>(&bytes) {
+                    Ok(record) if record.id == id => {
+                        index.by_key.insert(record.config.key.clone(), id.clone());
+                        index.by_id.insert(id.clone(), Arc::new(new_sandbox(record)));
+                    }
+                    Ok(_) | Err(_) => {
+                        let aside = path.join(format!("{RECORD}.corrupt"));
+                        tracing::error!(path = %record_path.display(), "unreadable sandbox record set aside");
+                        fs::rename(&record_path, &aside).map_err(io_err(&record_path))?;
+                    }
+                },
+                Err(e) if e.kind() == io::ErrorKind::NotFound => orphan_dirs.push(path),
+                Err(e) => return Err(StoreError::Io { path: record_path, source: e }),
+            }
+        }
+        Ok((SandboxStore { dir: dir.to_owned(), index: Mutex::new(index) }, Leftovers { orphan_dirs }))
+    }
+
+    /// The directory of a sandbox's record and of its pod files.
+    pub fn dir_of(&self, id: &SandboxId) -> PathBuf {
+        self.dir.join(id.as_str())
+    }
+
+    pub fn get(&self, id: &SandboxId) -> Option<Arc<Sandbox>> {
+        self.index().by_id.get(id).cloned()
+    }
+
+    pub fn by_key(&self, key: &PodKey) -> Option<Arc<Sandbox>> {
+        let index = self.index();
+        index.by_key.get(key).and_then(|id| index.by_id.get(id)).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Sandbox>> {
+        self.index().by_id.values().cloned().collect()
+    }
+
+    /// Writes a new sandbox's first record and indexes it.
+    pub fn insert(&self, record: SandboxRecord) -> Result<Arc<Sandbox>, StoreError> {
+        let dir = self.dir_of(&record.id);
+        fs::create_dir_all(&dir).map_err(|source| StoreError::Io { path: dir.clone(), source })?;
+        write_record(&dir, &record)?;
+        let sandbox = Arc::new(new_sandbox(record));
+        let mut index = self.index();
+        index.by_key.insert(sandbox.record().config.key, sandbox.id.clone());
+        index.by_id.insert(sandbox.id.clone(), sandbox.clone());
+        Ok(sandbox)
+    }
+
+    /// Persists a change to a sandbox's record, then shows it; a failed write changes nothing.
+    pub fn update(&self, sandbox: &Sandbox, change: impl FnOnce(&mut SandboxRecord)) -> Result<(), StoreError> {
+        let mut record = sandbox.record();
+        change(&mut record);
+        write_record(&self.dir_of(&sandbox.id), &record)?;
+        *sandbox.record.write().expect("sandbox record lock") = record;
+        Ok(())
+    }
+
+    /// Drops the record first (the point of no return), then the rest of the directory.
+    pub fn remove(&self, id: &SandboxId) -> Result<(), StoreError> {
+        let dir = self.dir_of(id);
+        let record = dir.join(RECORD);
+        match fs::remove_file(&record) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(StoreError::Io { path: record, source }),
+        }
+        {
+            let mut index = self.index();
+            if let Some(sandbox) = index.by_id.remove(id) {
+                let key = sandbox.record().config.key;
+                if index.by_key.get(&key) == Some(id) {
+                    index.by_key.remove(&key);
+                }
+            }
+        }
+        remove_dir(&dir)
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().expect("sandbox index lock")
+    }
+}
+
+pub fn remove_dir(dir: &Path) -> Result<(), StoreError> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::Io { path: dir.to_owned(), source: e }),
+        _ => Ok(()),
+    }
+}
+
+fn new_sandbox(record: SandboxRecord) -> Sandbox {
+    Sandbox { id: record.id.clone(), record: RwLock::new(record), op: tokio::sync::Mutex::new(()) }
+}
+
+fn write_record(dir: &Path, record: &SandboxRecord) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec(record).map_err(|source| StoreError::Encode { id: record.id.clone(), source })?;
+    let path = dir.join(RECORD);
+    persist::write(&path, &bytes).map_err(|source| StoreError::Io { path, source })
+}
