@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 bash contrib/install-deps.sh
 cargo build --release --locked --bins
-install -m 0755 target/release/crisp target/release/crisp-lab target/release/crisp-conformance /usr/local/bin/
+install -m 0755 target/release/crisp target/release/crisp-monitor target/release/crisp-lab target/release/crisp-conformance /usr/local/bin/
 
 install -d /etc/crisp /etc/cni/net.d /var/lib/crisp-lab /var/log/crisp
 [ -e /etc/crisp/crisp.toml ] || install -m 0644 contrib/crisp.toml /etc/crisp/crisp.toml

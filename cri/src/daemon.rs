@@ -2,8 +2,14 @@
 
 use std::sync::{Arc, RwLock};
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use crisp_image::{ImageRecord, ImageStore, Puller, Reference, StoreError};
 use crisp_network::PodCidr;
+use crisp_network::cni::Cni;
+use crisp_pod::{PodError, Pods, PodsConfig};
+use crisp_runtime::oci::OciRuntime;
 use crisp_runtime::{Handler, HandlerName, OomScoreAdjPolicy};
 
 use crate::config::Config;
@@ -18,6 +24,8 @@ pub struct Daemon {
     pub pod_cidr: RwLock<Option<PodCidr>>,
     pub images: Arc<ImageStore>,
     pub puller: Arc<Puller>,
+    pub cni: Arc<Cni>,
+    pub pods: Arc<Pods>,
     /// `pod.pause_image` parsed; none for the built-in pause.
     pause_image: Option<Reference>,
 }
@@ -32,10 +40,19 @@ pub enum DaemonError {
     Images(#[from] StoreError),
     #[error("pod.pause_image: {0}")]
     PauseImage(#[from] crisp_image::ReferenceError),
+    #[error("the monitor program {path} is not usable: {reason}")]
+    Monitor { path: PathBuf, reason: String },
+    #[error("installing the pause rootfs: {0}")]
+    PauseRootfs(std::io::Error),
+    #[error("opening the pod sandboxes: {0}")]
+    Pods(#[from] PodError),
 }
 
+/// The monitor ships beside the daemon, as one package.
+const MONITOR_BINARY: &str = "crisp-monitor";
+
 impl Daemon {
-    pub fn new(config: Config) -> Result<Daemon, DaemonError> {
+    pub async fn new(config: Config) -> Result<Daemon, DaemonError> {
         let handlers = config.runtime.handlers()?;
         let default_handler = HandlerName::new(&config.runtime.default_handler)?;
         let oom_score_adj =
@@ -44,6 +61,37 @@ impl Daemon {
         let puller = Puller::new(images.clone(), config.image.registries.clone(), config.image.unpack_limits());
         let pause_image =
             Some(&config.pod.pause_image).filter(|p| !p.is_empty()).map(|p| Reference::parse(p)).transpose()?;
+        let root = &config.server.root;
+        let state = &config.server.state;
+        let cni = Arc::new(Cni::new(config.network.clone(), root.join("network").join("cache")));
+        let runtimes: BTreeMap<String, Arc<OciRuntime>> = handlers
+            .iter()
+            .map(|h| {
+                let runtime_root = state.join("runtime").join(h.name.as_str());
+                (h.name.to_string(), Arc::new(OciRuntime::new(h.clone(), runtime_root, config.runtime.cgroup_manager)))
+            })
+            .collect();
+        let pause_dir = root.join("pause");
+        let pause = tokio::task::spawn_blocking(move || crisp_pod::pause::install_rootfs(&pause_dir))
+            .await
+            .map_err(|e| DaemonError::PauseRootfs(std::io::Error::other(e)))?
+            .map_err(DaemonError::PauseRootfs)?;
+        let pods = Pods::open(
+            PodsConfig {
+                root: root.join("pods"),
+                state: state.join("pods"),
+                netns_dir: state.join("netns"),
+                monitor_binary: monitor_binary()?,
+                cgroup_manager: config.runtime.cgroup_manager,
+                oom_score_adj,
+                shm_size: config.pod.shm_size,
+                pause,
+                runtimes,
+                default_handler: default_handler.to_string(),
+            },
+            cni.clone(),
+        )
+        .await?;
         Ok(Daemon {
             config,
             handlers,
@@ -52,6 +100,8 @@ impl Daemon {
             pod_cidr: RwLock::new(None),
             images,
             puller,
+            cni,
+            pods,
             pause_image,
         })
     }
@@ -64,10 +114,27 @@ impl Daemon {
         })
     }
 
+    pub fn pause_image(&self) -> Option<&Reference> {
+        self.pause_image.as_ref()
+    }
+
     pub fn default_handler(&self) -> &Handler {
         self.handlers
             .iter()
             .find(|h| h.name == self.default_handler)
             .expect("configuration validation keeps the default handler among the handlers")
+    }
+}
+
+fn monitor_binary() -> Result<PathBuf, DaemonError> {
+    use std::os::unix::fs::PermissionsExt;
+    let unusable = |path: PathBuf, reason: String| DaemonError::Monitor { path, reason };
+    let exe =
+        std::env::current_exe().map_err(|e| unusable(MONITOR_BINARY.into(), format!("finding crisp's path: {e}")))?;
+    let path = exe.with_file_name(MONITOR_BINARY);
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => Ok(path),
+        Ok(_) => Err(unusable(path, "not an executable file".into())),
+        Err(e) => Err(unusable(path, format!("{e} (it is installed beside crisp)"))),
     }
 }

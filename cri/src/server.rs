@@ -53,7 +53,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         fs::DirBuilder::new().recursive(true).mode(0o711).create(dir).map_err(io_err(dir))?;
     }
     let _lock = lock_root(&config.server.root)?;
-    let daemon = Arc::new(Daemon::new(config)?);
+    let daemon = Arc::new(Daemon::new(config).await?);
     if let Some(address) = daemon.config.metrics.address.0 {
         tracing::warn!(%address, "metrics.address is set, but the metrics endpoint is not served yet");
     }

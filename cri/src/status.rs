@@ -54,6 +54,38 @@ impl ToStatus for crisp_image::PullError {
     }
 }
 
+impl ToStatus for &crisp_pod::PodError {
+    fn to_status(self) -> Status {
+        use crisp_pod::PodError as E;
+        let message = self.to_string();
+        match self {
+            E::Key(_) | E::Sysctl(_) | E::Cgroup(_) | E::UnknownHandler(_) | E::Invalid(_) | E::Ambiguous(_) => {
+                Status::invalid_argument(message)
+            }
+            E::Files(crisp_pod::files::FilesError::Hostname(_) | crisp_pod::files::FilesError::Dns { .. }) => {
+                Status::invalid_argument(message)
+            }
+            E::NotFound(_) => Status::not_found(message),
+            E::AlreadyExists(_) => Status::already_exists(message),
+            E::NetworkNotReady(_) => Status::failed_precondition(message),
+            _ if self.is_exhausted() => Status::resource_exhausted(message),
+            _ => Status::internal(message),
+        }
+    }
+}
+
+impl ToStatus for crisp_pod::PodError {
+    fn to_status(self) -> Status {
+        (&self).to_status()
+    }
+}
+
+impl ToStatus for std::sync::Arc<crisp_pod::PodError> {
+    fn to_status(self) -> Status {
+        (&*self).to_status()
+    }
+}
+
 /// What every RPC that has not landed yet answers, naming itself.
 pub fn unimplemented(rpc: &str) -> Status {
     Status::unimplemented(format!("{rpc} is not implemented by crisp yet"))

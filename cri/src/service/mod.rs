@@ -27,12 +27,18 @@ mod image_convert;
 mod image_fs_info;
 mod image_status;
 mod list_images;
+mod list_pod_sandbox;
+mod pod_convert;
+mod pod_sandbox_status;
 mod pull_image;
 mod remove_image;
+mod remove_pod_sandbox;
 mod rpc;
+mod run_pod_sandbox;
 mod runtime;
 mod runtime_config;
 mod status;
+mod stop_pod_sandbox;
 mod update_runtime_config;
 mod version;
 

@@ -6,13 +6,19 @@ use std::sync::Arc;
 use futures::Stream;
 use k8s_cri::v1::runtime_service_server::RuntimeService as Service;
 use k8s_cri::v1::{
-    ContainerEventResponse, GetEventsRequest, RuntimeConfigRequest, RuntimeConfigResponse, StatusRequest,
-    StatusResponse, UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse, VersionRequest, VersionResponse,
+    ContainerEventResponse, GetEventsRequest, ListPodSandboxRequest, ListPodSandboxResponse, PodSandboxStatusRequest,
+    PodSandboxStatusResponse, RemovePodSandboxRequest, RemovePodSandboxResponse, RunPodSandboxRequest,
+    RunPodSandboxResponse, RuntimeConfigRequest, RuntimeConfigResponse, StatusRequest, StatusResponse,
+    StopPodSandboxRequest, StopPodSandboxResponse, UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse,
+    VersionRequest, VersionResponse,
 };
 use tonic::{Request, Response, Status};
 
 use super::rpc::serve;
-use super::{runtime_config, status, update_runtime_config, version};
+use super::{
+    list_pod_sandbox, pod_sandbox_status, remove_pod_sandbox, run_pod_sandbox, runtime_config, status,
+    stop_pod_sandbox, update_runtime_config, version,
+};
 use crate::daemon::Daemon;
 
 pub struct RuntimeService {
@@ -56,6 +62,43 @@ cri_service! {
             .await
         }
 
+        async fn run_pod_sandbox(
+            &self,
+            request: Request<RunPodSandboxRequest>,
+        ) -> Result<Response<RunPodSandboxResponse>, Status> {
+            serve("RunPodSandbox", run_pod_sandbox::run_pod_sandbox(&self.daemon, request.into_inner())).await
+        }
+
+        async fn stop_pod_sandbox(
+            &self,
+            request: Request<StopPodSandboxRequest>,
+        ) -> Result<Response<StopPodSandboxResponse>, Status> {
+            serve("StopPodSandbox", stop_pod_sandbox::stop_pod_sandbox(&self.daemon, request.into_inner())).await
+        }
+
+        async fn remove_pod_sandbox(
+            &self,
+            request: Request<RemovePodSandboxRequest>,
+        ) -> Result<Response<RemovePodSandboxResponse>, Status> {
+            serve("RemovePodSandbox", remove_pod_sandbox::remove_pod_sandbox(&self.daemon, request.into_inner())).await
+        }
+
+        async fn pod_sandbox_status(
+            &self,
+            request: Request<PodSandboxStatusRequest>,
+        ) -> Result<Response<PodSandboxStatusResponse>, Status> {
+            serve("PodSandboxStatus", async { pod_sandbox_status::pod_sandbox_status(&self.daemon, request.into_inner()) })
+                .await
+        }
+
+        async fn list_pod_sandbox(
+            &self,
+            request: Request<ListPodSandboxRequest>,
+        ) -> Result<Response<ListPodSandboxResponse>, Status> {
+            serve("ListPodSandbox", async { Ok(list_pod_sandbox::list_pod_sandbox(&self.daemon, request.into_inner())) })
+                .await
+        }
+
         async fn get_container_events(
             &self,
             _: Request<GetEventsRequest>,
@@ -64,11 +107,6 @@ cri_service! {
         }
     }
     unimplemented {
-        run_pod_sandbox(RunPodSandboxRequest) -> RunPodSandboxResponse = "RunPodSandbox";
-        stop_pod_sandbox(StopPodSandboxRequest) -> StopPodSandboxResponse = "StopPodSandbox";
-        remove_pod_sandbox(RemovePodSandboxRequest) -> RemovePodSandboxResponse = "RemovePodSandbox";
-        pod_sandbox_status(PodSandboxStatusRequest) -> PodSandboxStatusResponse = "PodSandboxStatus";
-        list_pod_sandbox(ListPodSandboxRequest) -> ListPodSandboxResponse = "ListPodSandbox";
         create_container(CreateContainerRequest) -> CreateContainerResponse = "CreateContainer";
         start_container(StartContainerRequest) -> StartContainerResponse = "StartContainer";
         stop_container(StopContainerRequest) -> StopContainerResponse = "StopContainer";

@@ -17,13 +17,23 @@ pub const CRISP: &str = env!("CARGO_BIN_EXE_crisp");
 /// How long a daemon may take to come up before the test fails saying so.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+pub mod net;
+
 pub struct Lab {
     pub dir: tempfile::TempDir,
+    /// Bridges the lab's networks made, deleted with it.
+    bridges: std::sync::Mutex<Vec<String>>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        net::clean_up(self.dir.path(), &self.bridges.lock().unwrap());
+    }
 }
 
 impl Lab {
     pub fn new() -> Lab {
-        let lab = Lab { dir: tempfile::tempdir().expect("temp dir") };
+        let lab = Lab { dir: tempfile::tempdir().expect("temp dir"), bridges: Default::default() };
         fs::create_dir_all(lab.cni_dir()).unwrap();
         lab
     }
