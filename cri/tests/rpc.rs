@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{BRIDGE_CONFLIST, Lab, assert_contains};
 use crisp_conformance::suite::{self, Selection, Verdict};
 use k8s_cri::v1::{
-    CgroupDriver, GetEventsRequest, ListContainersRequest, NetworkConfig, RunPodSandboxRequest, RuntimeConfig,
+    CgroupDriver, CreateContainerRequest, GetEventsRequest, ListContainersRequest, NetworkConfig, RuntimeConfig,
     RuntimeConfigRequest, StatusRequest, UpdateRuntimeConfigRequest, VersionRequest,
 };
 use tonic::Code;
@@ -21,7 +21,7 @@ fn condition(response: &k8s_cri::v1::StatusResponse, kind: &str) -> k8s_cri::v1:
 #[tokio::test]
 async fn conformance_suite_passes() {
     let lab = Lab::new();
-    fs::write(lab.cni_dir().join("10-test.conflist"), BRIDGE_CONFLIST).unwrap();
+    lab.set_network(11, "");
     // docker.io resolves through the lab, so the short-name cases run too.
     let test_lab = crisp_conformance::lab::Lab::start().await.expect("starting the test registry");
     let mirror = test_lab.registry().addr();
@@ -220,9 +220,9 @@ async fn rpcs_not_yet_landed_say_which() {
     let daemon = lab.start();
     let mut client = daemon.client().await;
 
-    let err = client.runtime.run_pod_sandbox(RunPodSandboxRequest::default()).await.unwrap_err();
+    let err = client.runtime.create_container(CreateContainerRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    assert_eq!(err.message(), "RunPodSandbox is not implemented by crisp yet");
+    assert_eq!(err.message(), "CreateContainer is not implemented by crisp yet");
 
     let err = client.runtime.list_containers(ListContainersRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);

@@ -202,6 +202,7 @@ impl Pods {
             id: id.clone(),
             cgroups_path: cgroups_path(self.config.cgroup_manager, &config.cgroup_parent, &id)?,
             netns: (!host_network).then(|| self.config.netns_dir.join(id.as_str())),
+            hostname: effective_hostname(&config.hostname)?,
             config,
             created_at_ns: now_ns(),
             state: SandboxState::Creating,
@@ -254,7 +255,13 @@ impl Pods {
                     pod_name: config.key.name.clone(),
                     pod_namespace: config.key.namespace.clone(),
                     pod_uid: config.key.uid.clone(),
-                    port_mappings: config.port_mappings.iter().map(translate::port_mapping).collect(),
+                    // A mapping without a host port only documents the container port.
+                    port_mappings: config
+                        .port_mappings
+                        .iter()
+                        .filter(|p| p.host_port != 0)
+                        .map(translate::port_mapping)
+                        .collect(),
                     bandwidth: translate::bandwidth(&config.bandwidth),
                     dns: translate::dns(&config.dns),
                 })
@@ -268,8 +275,7 @@ impl Pods {
         let record = sandbox.record();
         let files = PodFiles::new(self.store.dir_of(&record.id));
         let ips = record.network.as_ref().map(|n| n.ips.clone()).unwrap_or_default();
-        let (hostname, dns, host_network) =
-            (record.config.hostname.clone(), record.config.dns.clone(), record.host_network());
+        let (hostname, dns, host_network) = (record.hostname.clone(), record.config.dns.clone(), record.host_network());
         let log_dir = record.config.log_directory.clone();
         let ipc_shared = record.config.namespaces.ipc != NamespaceMode::Node;
         let (shm_dir, shm_size) = (dirs.shm(), self.config.shm_size);
@@ -499,7 +505,7 @@ fn validate(config: &SandboxConfig) -> Result<(), PodError> {
             "network and IPC namespaces are per pod or the host's, never per container".into(),
         ));
     }
-    if config.namespaces.network != NamespaceMode::Node {
+    if !config.hostname.is_empty() {
         validate_hostname(&config.hostname)?;
     }
     config.dns.validate()?;
@@ -530,6 +536,14 @@ fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, PodError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(PodError::Io { what: format!("reading {}", dir.display()), source: e }),
     }
+}
+
+fn effective_hostname(asked: &str) -> Result<String, PodError> {
+    if !asked.is_empty() {
+        return Ok(asked.to_owned());
+    }
+    let node = nix::unistd::gethostname().map_err(|e| PodError::io("reading the node's hostname")(e.into()))?;
+    Ok(node.to_string_lossy().into_owned())
 }
 
 fn now_ns() -> i64 {

@@ -155,6 +155,8 @@ pub struct SandboxRecord {
     /// The handler that runs the pause, resolved from `config.runtime_handler`.
     pub handler: String,
     pub cgroups_path: String,
+    /// The pod's hostname: the one asked for, or else the node's, as containerd does.
+    pub hostname: String,
     /// The pod's network namespace; none on the host network.
     pub netns: Option<PathBuf>,
     pub network: Option<PodNetwork>,

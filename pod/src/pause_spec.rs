@@ -29,7 +29,7 @@ pub struct PauseProcess {
 pub fn pause_spec(record: &SandboxRecord, pause: &PauseProcess, oom: &OomScoreAdjPolicy) -> Result<Spec, OciSpecError> {
     let config = &record.config;
     let mut spec = crisp_runtime::spec::base(&pause.rootfs);
-    spec.set_hostname(Some(config.hostname.clone()));
+    spec.set_hostname(Some(record.hostname.clone()));
 
     if let Some(root) = spec.root_mut() {
         root.set_readonly(Some(true));
