@@ -545,3 +545,108 @@ async fn a_runtime_that_refuses_the_host_fails_only_its_pods() {
     }
     assert_nothing_left(&lab, &ids);
 }
+
+#[tokio::test]
+async fn the_pause_image_is_pulled_on_first_use_and_runs_read_only() {
+    use crisp_conformance::lab::Lab as ImageLab;
+    use crisp_conformance::lab::image::LabImage;
+    let registry = ImageLab::start().await.expect("lab registry");
+    let lab = Lab::with_network(12);
+    let pause = format!("{}/{}", registry.registry().addr(), LabImage::Pause);
+    lab.write_config(&format!("[pod]\npause_image = {pause:?}\n"));
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+
+    let id = run(&mut client, pod_config("imagepause")).await.unwrap();
+    let (status, info) = pod_status(&mut client, &id).await;
+    assert!(is_ready(&status), "{status:?}");
+    let images = client.image.list_images(k8s_cri::v1::ListImagesRequest::default()).await.unwrap().into_inner().images;
+    assert_eq!(images.len(), 1, "the pause image was pulled");
+    assert!(images[0].pinned);
+    // The pause runs from the image's layers, mounted read-only for this pod alone.
+    let rootfs = lab.path(&format!("state/pods/{id}/rootfs"));
+    let mounts = mounts_under(&rootfs.to_string_lossy());
+    assert_eq!(mounts.len(), 1, "{mounts:?}");
+    let pid = pause_pid(&info);
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_eq!(exe, std::path::Path::new("/pause"), "the image's own pause program");
+
+    // A second pod reuses the image without pulling it again.
+    let id2 = run(&mut client, pod_config("imagepause2")).await.unwrap();
+    for id in [&id, &id2] {
+        remove(&mut client, id).await;
+    }
+    assert_nothing_left(&lab, &[id, id2]);
+}
+
+#[tokio::test]
+async fn cgroup_parent_resources_shm_and_oom_score() {
+    let lab = Lab::with_network(13);
+    lab.write_config("[pod]\nshm_size = 16777216\n");
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+
+    let parent = format!("/crisp-e2e-{}", std::process::id());
+    let mut config = pod_config("limits");
+    let linux = config.linux.get_or_insert_with(LinuxPodSandboxConfig::default);
+    linux.cgroup_parent = parent.clone();
+    linux.resources = Some(k8s_cri::v1::LinuxContainerResources {
+        memory_limit_in_bytes: 256 << 20,
+        cpu_shares: 512,
+        ..Default::default()
+    });
+    linux.overhead = Some(k8s_cri::v1::LinuxContainerResources {
+        memory_limit_in_bytes: 16 << 20,
+        cpu_shares: 10,
+        ..Default::default()
+    });
+    let id = run(&mut client, config).await.unwrap();
+    let (_, info) = pod_status(&mut client, &id).await;
+    let pid = pause_pid(&info);
+    let cgroup = format!("/sys/fs/cgroup/memory{parent}/crisp-{id}");
+    let cleanup = Parent(parent.clone());
+
+    let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert_contains(&own, &format!("memory:{parent}/crisp-{id}"));
+    assert_eq!(
+        fs::read_to_string(format!("{cgroup}/memory.limit_in_bytes")).unwrap().trim(),
+        ((256 + 16) << 20).to_string()
+    );
+    let cpu = format!("/sys/fs/cgroup/cpu{parent}/crisp-{id}/cpu.shares");
+    assert_eq!(fs::read_to_string(cpu).unwrap().trim(), "522");
+
+    // The kubelet's -998 for pause, clamped to what this host lets crisp set.
+    let status = client.runtime.status(k8s_cri::v1::StatusRequest { verbose: true }).await.unwrap().into_inner();
+    let floor: Option<i32> = serde_json::from_str(&status.info["oomScoreAdjFloor"]).unwrap();
+    let expected = floor.map_or(-998, |f| f.max(-998));
+    let score = fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap();
+    assert_eq!(score.trim(), expected.to_string());
+
+    // The pod's own /dev/shm, of the configured size.
+    let shm = lab.path(&format!("state/pods/{id}/shm"));
+    let stat = nix::sys::statvfs::statvfs(&shm).unwrap();
+    assert_eq!(stat.blocks() * stat.fragment_size(), 16 << 20);
+    assert!(mounts_under(&shm.to_string_lossy()).len() == 1);
+
+    remove(&mut client, &id).await;
+    assert!(!std::path::Path::new(&cgroup).exists(), "the pause's cgroup is removed with it");
+    drop(cleanup);
+    assert_nothing_left(&lab, &[id]);
+}
+
+/// Removes a test's cgroup parent in every hierarchy, also when the test fails.
+struct Parent(String);
+
+impl Drop for Parent {
+    fn drop(&mut self) {
+        for hierarchy in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let dir = hierarchy.path().join(self.0.trim_start_matches('/'));
+            for child in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if child.path().is_dir() {
+                    let _ = fs::remove_dir(child.path());
+                }
+            }
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}

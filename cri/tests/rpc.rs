@@ -138,6 +138,49 @@ async fn network_ready_follows_the_conf_dir_without_restart() {
     client.runtime.version(VersionRequest::default()).await.unwrap();
 }
 
+/// A CNI 1.1 network's STATUS answer decides NetworkReady, without a restart.
+#[tokio::test]
+async fn network_ready_asks_cni_status() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::new();
+    let plugins = lab.path("plugins");
+    fs::create_dir_all(&plugins).unwrap();
+    let plugin = plugins.join("crisp-status");
+    let flag = lab.path("plugin-ready");
+    fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\ncase \"$CNI_COMMAND\" in\n\
+             VERSION) echo '{{\"cniVersion\":\"1.1.0\",\"supportedVersions\":[\"1.0.0\",\"1.1.0\"]}}';;\n\
+             STATUS) [ -e {flag:?} ] && exit 0; echo '{{\"cniVersion\":\"1.1.0\",\"code\":50,\"msg\":\"not ready on purpose\"}}'; exit 1;;\n\
+             esac\n"
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&plugin, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(
+        lab.cni_dir().join("10-status.conflist"),
+        r#"{"cniVersion":"1.1.0","name":"status-net","plugins":[{"type":"crisp-status"}]}"#,
+    )
+    .unwrap();
+    let path = lab.write_config("");
+    let dropins = path.parent().unwrap().join("crisp.d");
+    fs::create_dir_all(&dropins).unwrap();
+    fs::write(dropins.join("10-plugins.toml"), format!("[network]\nplugin_dirs = [{plugins:?}]\n")).unwrap();
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+
+    let status = client.runtime.status(StatusRequest::default()).await.unwrap().into_inner();
+    let network = condition(&status, "NetworkReady");
+    assert!(!network.status);
+    assert_eq!(network.reason, "NetworkPluginNotReady");
+    assert_contains(&network.message, "not ready on purpose");
+
+    fs::write(&flag, "").unwrap();
+    let status = client.runtime.status(StatusRequest::default()).await.unwrap().into_inner();
+    assert!(condition(&status, "NetworkReady").status, "{}", daemon.logs());
+}
+
 #[tokio::test]
 async fn runtime_not_ready_without_its_binary() {
     let lab = Lab::new();

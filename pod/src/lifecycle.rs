@@ -119,6 +119,12 @@ impl Pods {
             }
         }
         pods.clean_strays().await?;
+        // Plugins that keep state of their own (CNI 1.1) drop what no sandbox holds.
+        let attached: Vec<String> =
+            pods.store.all().iter().filter(|s| s.record().netns.is_some()).map(|s| s.id.to_string()).collect();
+        if let Err(e) = pods.cni.gc(&attached).await {
+            tracing::warn!("CNI GC: {e}");
+        }
         Ok(pods)
     }
 

@@ -81,7 +81,11 @@ impl SandboxStore {
                         fs::rename(&record_path, &aside).map_err(io_err(&record_path))?;
                     }
                 },
-                Err(e) if e.kind() == io::ErrorKind::NotFound => orphan_dirs.push(path),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if !path.join(format!("{RECORD}.corrupt")).exists() {
+                        orphan_dirs.push(path);
+                    }
+                }
                 Err(e) => return Err(StoreError::Io { path: record_path, source: e }),
             }
         }
@@ -168,4 +172,76 @@ fn write_record(dir: &Path, record: &SandboxRecord) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(record).map_err(|source| StoreError::Encode { id: record.id.clone(), source })?;
     let path = dir.join(RECORD);
     persist::write(&path, &bytes).map_err(|source| StoreError::Io { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{NamespaceModes, SandboxConfig, SandboxState};
+
+    fn record(name: &str) -> SandboxRecord {
+        SandboxRecord {
+            id: SandboxId::random(),
+            config: SandboxConfig {
+                key: PodKey::new(name, "ns", "uid", 0).unwrap(),
+                hostname: name.into(),
+                log_directory: None,
+                dns: Default::default(),
+                port_mappings: vec![],
+                labels: Default::default(),
+                annotations: Default::default(),
+                cgroup_parent: String::new(),
+                namespaces: NamespaceModes::default(),
+                sysctls: Default::default(),
+                resources: Default::default(),
+                bandwidth: Default::default(),
+                privileged: false,
+                runtime_handler: String::new(),
+            },
+            created_at_ns: 1,
+            state: SandboxState::Creating,
+            handler: "runc".into(),
+            cgroups_path: "/crisp/x".into(),
+            hostname: name.into(),
+            netns: None,
+            network: None,
+            pause_pid: None,
+            pause_start_time: None,
+        }
+    }
+
+    #[test]
+    fn records_survive_reopening_and_removal_is_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = SandboxStore::open(dir.path()).unwrap();
+        let a = store.insert(record("a")).unwrap();
+        let b = store.insert(record("b")).unwrap();
+        store.update(&a, |r| r.state = SandboxState::Ready).unwrap();
+        store.remove(&b.id).unwrap();
+        assert!(!store.dir_of(&b.id).exists());
+
+        let (store, leftovers) = SandboxStore::open(dir.path()).unwrap();
+        assert!(leftovers.orphan_dirs.is_empty());
+        assert_eq!(store.all().len(), 1);
+        assert_eq!(store.get(&a.id).unwrap().record().state, SandboxState::Ready);
+        assert_eq!(store.by_key(&a.record().config.key).unwrap().id, a.id);
+        assert!(store.by_key(&b.record().config.key).is_none());
+    }
+
+    #[test]
+    fn unreadable_records_are_set_aside_and_bare_dirs_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = SandboxStore::open(dir.path()).unwrap();
+        let a = store.insert(record("a")).unwrap();
+        fs::write(store.dir_of(&a.id).join(RECORD), b"{torn").unwrap();
+        let bare = dir.path().join(SandboxId::random().as_str());
+        fs::create_dir(&bare).unwrap();
+
+        let (store, leftovers) = SandboxStore::open(dir.path()).unwrap();
+        assert!(store.all().is_empty());
+        assert!(store.dir_of(&a.id).join("sandbox.json.corrupt").exists(), "kept for the operator");
+        assert_eq!(leftovers.orphan_dirs, vec![bare]);
+        let (_, leftovers) = SandboxStore::open(dir.path()).unwrap();
+        assert!(!leftovers.orphan_dirs.contains(&dir.path().join(a.id.as_str())), "set aside, never collected");
+    }
 }

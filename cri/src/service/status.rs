@@ -18,9 +18,18 @@ const NETWORK_NOT_READY: &str = "NetworkPluginNotReady";
 /// Reads the CNI config dir and checks the runtime binary on a blocking thread: the kubelet
 /// asks every few seconds, and a slow disk must not stall the async workers.
 pub async fn status(daemon: Arc<Daemon>, request: StatusRequest) -> Result<StatusResponse, Status> {
-    tokio::task::spawn_blocking(move || status_blocking(&daemon, request))
+    let cni = daemon.cni.clone();
+    let mut response = tokio::task::spawn_blocking(move || status_blocking(&daemon, request))
         .await
-        .map_err(|e| Status::internal(format!("Status: {e}")))?
+        .map_err(|e| Status::internal(format!("Status: {e}")))??;
+    // A CNI 1.1 network also answers whether its plugins are ready to add pods.
+    let conditions = response.status.as_mut().map(|s| s.conditions.as_mut_slice()).unwrap_or_default();
+    if let Some(network) = conditions.iter_mut().find(|c| c.r#type == NETWORK_READY && c.status)
+        && let Err(e) = cni.status().await
+    {
+        *network = condition(NETWORK_READY, NETWORK_NOT_READY, Err(e.to_string()));
+    }
+    Ok(response)
 }
 
 fn status_blocking(daemon: &Daemon, request: StatusRequest) -> Result<StatusResponse, Status> {
