@@ -12,7 +12,7 @@ use super::error::{CniError, Command};
 use super::exec::{AttachmentParams, Executor, Plugin};
 use super::request::IFNAME;
 use super::result;
-use super::version::{PluginVersions, SpecVersion, negotiate};
+use super::version::{BinaryIdentity, PluginVersions, SpecVersion, VersionCache, negotiate};
 use crate::ConfList;
 use crate::conflist::find_plugin;
 
@@ -87,6 +87,7 @@ pub(crate) fn resolve<'a>(
 /// list's `cniVersion` and `cniVersions`.
 pub(crate) async fn agree_version(
     exec: &Executor,
+    cache: &VersionCache,
     list: &ConfList,
     plugins: &[Plugin],
 ) -> Result<SpecVersion, CniError> {
@@ -94,12 +95,20 @@ pub(crate) async fn agree_version(
     let mut answers = Vec::new();
     let mut asked = HashSet::new();
     for plugin in plugins.iter().filter(|p| asked.insert(&p.name)) {
+        let identity = BinaryIdentity::of(&plugin.path, &list.cni_version);
+        if let Some(versions) = identity.as_ref().and_then(|id| cache.get(id)) {
+            answers.push((plugin.name.as_str(), versions));
+            continue;
+        }
         let out = exec.run(plugin, Command::Version, None, stdin.as_bytes()).await?;
         let versions: PluginVersions = serde_json::from_slice(&out).map_err(|e| CniError::BadOutput {
             plugin: plugin.name.clone(),
             command: Command::Version,
             reason: e.to_string(),
         })?;
+        if let Some(identity) = identity {
+            cache.insert(identity, versions.clone());
+        }
         answers.push((plugin.name.as_str(), versions));
     }
     let offered = std::iter::once(list.cni_version.as_str()).chain(list.cni_versions.iter().map(String::as_str));

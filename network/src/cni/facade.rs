@@ -10,7 +10,7 @@ use super::error::CniError;
 use super::exec::{AttachmentParams, Executor, Plugin};
 use super::request::{Attachment, IFNAME, PodNetworkRequest, check_container_id};
 use super::result::pod_ips;
-use super::version::SpecVersion;
+use super::version::{SpecVersion, VersionCache};
 use crate::NetworkConfig;
 use crate::conflist::{self, ConfList, NetworkNotReady};
 
@@ -27,12 +27,13 @@ pub struct Cni {
     config: NetworkConfig,
     cache: Cache,
     exec: Executor,
+    versions: VersionCache,
 }
 
 impl Cni {
     pub fn new(config: NetworkConfig, cache_dir: PathBuf) -> Cni {
         let exec = Executor::new(&config.plugin_dirs, DEFAULT_TIMEOUT);
-        Cni { config, cache: Cache::new(cache_dir), exec }
+        Cni { config, cache: Cache::new(cache_dir), exec, versions: VersionCache::default() }
     }
 
     /// Sets how long one plugin may run before it (and what it started) is killed; 60 s unless set.
@@ -68,7 +69,7 @@ impl Cni {
             Ok((list, plugins))
         })
         .await?;
-        let version = chain::agree_version(&self.exec, &list, &plugins).await?;
+        let version = chain::agree_version(&self.exec, &self.versions, &list, &plugins).await?;
         let network = Network::new(&list, version);
         let mut entry = Entry::new(id, &request.netns, network.clone(), cni_args.clone(), args);
         self.store(&entry).await?;
@@ -161,7 +162,7 @@ impl Cni {
             Ok((list, plugins))
         })
         .await?;
-        let version = chain::agree_version(&self.exec, &list, &plugins).await?;
+        let version = chain::agree_version(&self.exec, &self.versions, &list, &plugins).await?;
         Ok((Network::new(&list, version), plugins))
     }
 

@@ -523,3 +523,27 @@ async fn a_missing_network_or_plugin_is_reported() {
     let err = lab.cni().del(ID).await.unwrap_err();
     assert!(matches!(&err, CniError::PluginNotFound { plugin, .. } if plugin == "b"), "{err}");
 }
+
+#[tokio::test]
+async fn version_is_asked_once_per_plugin_binary() {
+    let lab = Lab::new();
+    lab.chain("1.0.0");
+    fs::write(lab.path("netns"), "").unwrap();
+    let cni = lab.cni();
+    let versions = |calls: &[Value]| calls.iter().filter(|c| c["command"] == "VERSION").count();
+
+    cni.add(&lab.request()).await.unwrap();
+    assert_eq!(versions(&lab.calls()), 2);
+    cni.del(ID).await.unwrap();
+    cni.add(&lab.request()).await.unwrap();
+    cni.status().await.unwrap();
+    assert_eq!(versions(&lab.calls()), 0, "answers are kept per binary");
+
+    // A plugin upgraded in place is asked again.
+    cni.del(ID).await.unwrap();
+    lab.install(Fake::new("b", result_b()).versions(r#"["0.4.0","1.0.0"]"#));
+    cni.add(&lab.request()).await.unwrap();
+    let calls = lab.calls();
+    let asked: Vec<_> = calls.iter().filter(|c| c["command"] == "VERSION").map(|c| c["plugin"].clone()).collect();
+    assert_eq!(asked, [json!("b")]);
+}

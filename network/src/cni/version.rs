@@ -71,7 +71,7 @@ impl<'de> Deserialize<'de> for SpecVersion {
 }
 
 /// What a plugin answered to VERSION.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(crate) struct PluginVersions {
     #[serde(rename = "supportedVersions")]
     pub supported: Vec<String>,
@@ -150,5 +150,46 @@ mod tests {
             ]
         );
         assert_eq!(negotiate(["junk"], &plugins).unwrap_err().0, ["no valid version given"]);
+    }
+}
+
+/// VERSION answers by plugin binary: a plugin's versions change only with the binary, and
+/// asking on every ADD and every Status would run each plugin once more each time.
+#[derive(Debug, Default)]
+pub(crate) struct VersionCache(std::sync::Mutex<std::collections::HashMap<BinaryIdentity, PluginVersions>>);
+
+/// A binary file as it is now: replaced or rewritten, it is another one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct BinaryIdentity {
+    path: std::path::PathBuf,
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    asked_with: String,
+}
+
+impl BinaryIdentity {
+    pub fn of(path: &std::path::Path, asked_with: &str) -> Option<BinaryIdentity> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        Some(BinaryIdentity {
+            path: path.to_owned(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            asked_with: asked_with.to_owned(),
+        })
+    }
+}
+
+impl VersionCache {
+    pub fn get(&self, key: &BinaryIdentity) -> Option<PluginVersions> {
+        self.0.lock().expect("version cache lock").get(key).cloned()
+    }
+
+    pub fn insert(&self, key: BinaryIdentity, versions: PluginVersions) {
+        self.0.lock().expect("version cache lock").insert(key, versions);
     }
 }
