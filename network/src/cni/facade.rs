@@ -89,11 +89,14 @@ impl Cni {
             }
             Err(failure) => failure,
         };
-        if let Err(e) = chain.del(&params, &entry.capability_args, failure.last.as_ref()).await {
-            tracing::warn!(container_id = %id, network = %network.name, "DEL after a failed ADD: {e}");
-        }
-        if let Err(e) = self.remove(id).await {
-            tracing::warn!(container_id = %id, "removing the attachment of a failed ADD: {e}");
+        match chain.del(&params, &entry.capability_args, failure.last.as_ref()).await {
+            Ok(()) => {
+                if let Err(e) = self.remove(id).await {
+                    tracing::warn!(container_id = %id, "removing the attachment of a failed ADD: {e}");
+                }
+            }
+            // The entry stays, so that a later `del` frees what the ADD got (an address, rules).
+            Err(e) => tracing::warn!(container_id = %id, network = %network.name, "DEL after a failed ADD: {e}"),
         }
         Err(failure.error)
     }

@@ -322,6 +322,22 @@ async fn a_failed_add_is_deleted_and_leaves_no_attachment() {
 }
 
 #[tokio::test]
+async fn a_failed_add_whose_del_fails_too_keeps_the_attachment_for_a_later_del() {
+    let lab = Lab::new();
+    lab.chain("1.0.0");
+    lab.install(Fake::new("a", result_a()).fails("DEL", r#"{"cniVersion":"1.0.0","code":11,"msg":"busy"}"#, ""));
+    lab.install(Fake::new("b", result_b()).fails("ADD", r#"{"cniVersion":"1.0.0","code":7,"msg":"no"}"#, ""));
+    let cni = lab.cni();
+    cni.add(&lab.request()).await.unwrap_err();
+    assert_eq!(cni.cached().unwrap(), [ID], "what `a` reserved can still be freed");
+    lab.install(Fake::new("a", result_a()));
+    lab.calls();
+    cni.del(ID).await.unwrap();
+    assert_eq!(lab.commands(), ["b DEL", "a DEL"]);
+    assert!(cni.cached().unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn failures_without_an_error_object_keep_stderr_and_bad_results_are_refused() {
     let lab = Lab::new();
     lab.chain("1.0.0");
