@@ -188,6 +188,13 @@ async fn a_pod_gets_an_ip_its_hostname_and_dns() {
     assert_contains(&fs::read_to_string(files.join("hosts")).unwrap(), &format!("{ip}\tweb-host"));
     assert_eq!(net.reserved_ips(), [ip.to_string()]);
     assert_eq!(net.veths().len(), 1);
+    // Records are root's alone; the files containers mount are readable.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&lab.path("root/pods")), 0o700);
+    assert_eq!(mode(&lab.path("state/pods")), 0o700);
+    assert_eq!(mode(&files.join("sandbox.json")), 0o600);
+    assert_eq!(mode(&files.join("resolv.conf")), 0o644);
 
     stop(&mut client, &id).await;
     let (status, _) = pod_status(&mut client, &id).await;
@@ -649,4 +656,129 @@ impl Drop for Parent {
             let _ = fs::remove_dir(dir);
         }
     }
+}
+
+/// A bridge plugin that takes `delay` seconds over ADD and fails DEL while `fail_del` exists:
+/// a CNI network slow and broken on demand.
+fn slow_bridge(lab: &Lab, n: u8, delay: u32, fail_del: &std::path::Path) -> common::net::PodNet {
+    use std::os::unix::fs::PermissionsExt;
+    let plugins = lab.path("plugins");
+    fs::create_dir_all(&plugins).unwrap();
+    let script = plugins.join("crisp-slow");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             if [ \"$CNI_COMMAND\" = ADD ]; then sleep {delay}; fi\n\
+             if [ \"$CNI_COMMAND\" = DEL ] && [ -e {fail_del:?} ]; then\n\
+               cat >/dev/null; echo '{{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"DEL refused on purpose\"}}'; exit 1\n\
+             fi\n\
+             exec /usr/lib/cni/bridge\n"
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let net = lab.set_network(n, "");
+    let path = lab.cni_dir().join("10-e2e.conflist");
+    let text = fs::read_to_string(&path).unwrap().replacen("\"type\": \"bridge\"", "\"type\": \"crisp-slow\"", 1);
+    fs::write(&path, text).unwrap();
+    let config = lab.write_config("");
+    let dropins = config.parent().unwrap().join("crisp.d");
+    fs::create_dir_all(&dropins).unwrap();
+    fs::write(dropins.join("10-plugins.toml"), format!("[network]\nplugin_dirs = [\"/usr/lib/cni\", {plugins:?}]\n"))
+        .unwrap();
+    net
+}
+
+async fn list_ids(client: &mut CriClient) -> Vec<(String, bool)> {
+    let items = client.runtime.list_pod_sandbox(ListPodSandboxRequest::default()).await.unwrap().into_inner().items;
+    items.into_iter().map(|p| (p.id, p.state == PodSandboxState::SandboxReady as i32)).collect()
+}
+
+#[tokio::test]
+async fn kill_mid_creation_with_a_failing_del_is_cleaned_up_later() {
+    let lab = Lab::new();
+    let fail_del = lab.path("fail-del");
+    let net = slow_bridge(&lab, 14, 3, &fail_del);
+    let mut daemon = lab.start();
+    let client = daemon.client().await;
+
+    // A sandbox being created is not listed yet: the kubelet retries RunPodSandbox instead.
+    let pending = tokio::spawn({
+        let mut client = client.clone();
+        async move { run(&mut client, pod_config("interrupted")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(list_ids(&mut client.clone()).await, vec![], "a half-made sandbox is listed");
+
+    // crisp dies in the middle of the ADD; on restart the DEL of its undo fails.
+    fs::write(&fail_del, "").unwrap();
+    daemon.signal(libc::SIGKILL);
+    daemon.wait_exit(Duration::from_secs(10)).await;
+    assert!(pending.await.unwrap().is_err());
+    tokio::time::sleep(Duration::from_secs(3)).await; // the orphaned ADD finishes
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+    let listed = list_ids(&mut client).await;
+    assert_eq!(listed.len(), 1, "the sandbox whose undo failed stays for Stop/Remove: {}", daemon.logs());
+    assert!(!listed[0].1, "and is not ready");
+    let id = listed[0].0.clone();
+    let err = client.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id.clone() }).await;
+    assert_contains(err.unwrap_err().message(), "DEL refused on purpose");
+
+    fs::remove_file(&fail_del).unwrap();
+    remove(&mut client, &id).await;
+    assert!(net.reserved_ips().is_empty(), "the address the interrupted ADD got is freed");
+    assert!(net.veths().is_empty());
+    assert_nothing_left(&lab, &[id]);
+}
+
+#[tokio::test]
+async fn stop_and_remove_racing_both_succeed() {
+    let lab = Lab::with_network(15);
+    lab.write_config("");
+    let daemon = lab.start();
+    let client = daemon.client().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let id = run(&mut client.clone(), pod_config(&format!("race-{i}"))).await.unwrap();
+        let (mut a, mut b) = (client.clone(), client.clone());
+        let (stopped, removed) = tokio::join!(
+            a.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: id.clone() }),
+            b.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id.clone() }),
+        );
+        stopped.unwrap();
+        removed.unwrap();
+        ids.push(id);
+    }
+    assert_eq!(list_ids(&mut client.clone()).await, vec![]);
+    assert_nothing_left(&lab, &ids);
+}
+
+#[tokio::test]
+async fn a_pod_outlives_its_handler_leaving_the_config() {
+    let lab = Lab::with_network(16);
+    lab.write_config("[runtime.handlers.second]\npath = \"/usr/sbin/runc\"\n");
+    let mut daemon = lab.start();
+    let mut client = daemon.client().await;
+    let id = client
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest { config: Some(pod_config("second")), runtime_handler: "second".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let (status, info) = pod_status(&mut client, &id).await;
+    assert_eq!(status.runtime_handler, "second");
+    let pid = pause_pid(&info);
+
+    daemon.signal(libc::SIGTERM);
+    daemon.wait_exit(Duration::from_secs(15)).await;
+    lab.write_config("");
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+    assert!(is_ready(&pod_status(&mut client, &id).await.0));
+    remove(&mut client, &id).await;
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "the pause was stopped with its old runtime");
+    assert_nothing_left(&lab, &[id]);
 }

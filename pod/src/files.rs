@@ -99,7 +99,7 @@ impl PodFiles {
     /// settings of its own, every pod sees the host's resolver.
     pub fn write(&self, hostname: &str, dns: &DnsConfig, ips: &[IpAddr], host_network: bool) -> Result<(), FilesError> {
         let write = |path: PathBuf, text: &[u8]| {
-            persist::write(&path, text).map_err(|source| FilesError::Io { path: path.clone(), source })
+            persist::write(&path, text, 0o644).map_err(|source| FilesError::Io { path: path.clone(), source })
         };
         write(self.hostname(), format!("{hostname}\n").as_bytes())?;
         let hosts = if host_network { copy_of("/etc/hosts")? } else { pod_hosts(hostname, ips).into_bytes() };

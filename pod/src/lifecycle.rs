@@ -11,7 +11,7 @@ use crisp_network::cni::{Cni, PodNetworkRequest};
 use crisp_network::netns;
 use crisp_runtime::monitor::{CreateRequest, Monitor};
 use crisp_runtime::oci::{OciRuntime, OciStatus};
-use crisp_runtime::{CgroupManager, OomScoreAdjPolicy};
+use crisp_runtime::{CgroupManager, Handler, HandlerName, OomScoreAdjPolicy};
 use futures::FutureExt;
 use futures::future::Shared;
 
@@ -22,7 +22,7 @@ use crate::key::PodKey;
 use crate::model::{NamespaceMode, PodNetwork, SandboxConfig, SandboxId, SandboxRecord, SandboxState};
 use crate::pause_spec::{PauseProcess, pause_spec};
 use crate::shm;
-use crate::store::{Sandbox, SandboxStore, remove_dir};
+use crate::store::{Sandbox, SandboxStore, StoreError, create_private_dir, remove_dir};
 use crate::sysctl::Sysctls;
 use crate::translate;
 
@@ -103,22 +103,28 @@ impl Pods {
     /// Loads the sandboxes and finishes what a crash interrupted: half-made sandboxes are
     /// undone, leftovers of removed ones cleaned.
     pub async fn open(config: PodsConfig, cni: Arc<Cni>) -> Result<Arc<Pods>, PodError> {
-        let root = config.root.clone();
-        let (store, leftovers) = tokio::task::spawn_blocking(move || SandboxStore::open(&root))
-            .await
-            .map_err(|e| PodError::Interrupted("loading sandboxes", e.to_string()))??;
+        let (root, state) = (config.root.clone(), config.state.clone());
+        let (store, leftovers) = tokio::task::spawn_blocking(move || {
+            create_private_dir(&state).map_err(|source| StoreError::Io { path: state.clone(), source })?;
+            SandboxStore::open(&root)
+        })
+        .await
+        .map_err(|e| PodError::Interrupted("loading sandboxes", e.to_string()))??;
         let pods = Arc::new(Pods { config, store: Arc::new(store), cni, creating: Mutex::new(HashMap::new()) });
+        // One sandbox that cannot be cleaned up must not keep the node's runtime down: what fails
+        // here is logged and left for Stop, Remove or the next start to finish.
         for dir in leftovers.orphan_dirs {
-            remove_dir(&dir)?;
+            if let Err(e) = blocking(move || remove_dir(&dir).map_err(PodError::from)).await {
+                tracing::warn!("removing a sandbox dir without a record: {e}");
+            }
         }
         for sandbox in pods.store.all() {
             if sandbox.record().state == SandboxState::Creating {
                 tracing::warn!(id = %sandbox.id, "undoing a sandbox whose creation was interrupted");
-                pods.teardown(&sandbox.record()).await?;
-                pods.forget(&sandbox.id).await?;
+                pods.undo(&sandbox).await;
             }
         }
-        pods.clean_strays().await?;
+        pods.clean_strays().await;
         // Plugins that keep state of their own (CNI 1.1) drop what no sandbox holds.
         let attached: Vec<String> =
             pods.store.all().iter().filter(|s| s.record().netns.is_some()).map(|s| s.id.to_string()).collect();
@@ -128,32 +134,68 @@ impl Pods {
         Ok(pods)
     }
 
+    /// Undoes a sandbox that never became ready. If that fails, the sandbox stays, marked for
+    /// Stop and Remove to finish the job, rather than being forgotten with its leftovers.
+    async fn undo(&self, sandbox: &Arc<Sandbox>) {
+        let id = &sandbox.id;
+        let result = match self.teardown(&sandbox.record()).await {
+            Ok(()) => self.forget(id).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::error!(%id, "undoing the sandbox: {e}; Stop or Remove will try again");
+            if let Err(e) = self.update(sandbox, |r| r.state = SandboxState::Stopping).await {
+                tracing::error!(%id, "marking the sandbox for clean-up: {e}");
+            }
+        }
+    }
+
     /// Runtime state, netns and CNI attachments that no record owns: a crash between making them
-    /// and writing the record that names them, or after removing it.
-    async fn clean_strays(&self) -> Result<(), PodError> {
-        let known = |name: &str| SandboxId::parse(name).is_some_and(|id| self.store.get(&id).is_some());
-        for dir in list_dir(&self.config.state)? {
-            if !dir.file_name().and_then(|n| n.to_str()).is_some_and(known) {
-                self.remove_state(&dir).await?;
+    /// and writing the record that names them, or after removing it. A sandbox whose record was
+    /// set aside as unreadable is left alone, all of it, for the operator.
+    async fn clean_strays(&self) {
+        let owned = |name: &str| {
+            SandboxId::parse(name).is_some_and(|id| self.store.get(&id).is_some())
+                || self.config.root.join(name).join("sandbox.json.corrupt").exists()
+        };
+        let warn = |what: &str, e: PodError| tracing::warn!("cleaning up {what}: {e}");
+        match list_dir(&self.config.state) {
+            Ok(dirs) => {
+                for dir in dirs.into_iter().filter(|d| !d.file_name().and_then(|n| n.to_str()).is_some_and(owned)) {
+                    if let Err(e) = self.remove_state(&dir).await {
+                        warn("runtime state", e);
+                    }
+                }
             }
+            Err(e) => warn("runtime state", e),
         }
-        for path in list_dir(&self.config.netns_dir)? {
-            if !path.file_name().and_then(|n| n.to_str()).is_some_and(known) {
-                blocking(move || netns::remove(&path).map_err(PodError::from)).await?;
+        match list_dir(&self.config.netns_dir) {
+            Ok(paths) => {
+                for path in paths.into_iter().filter(|p| !p.file_name().and_then(|n| n.to_str()).is_some_and(owned)) {
+                    if let Err(e) = blocking(move || netns::remove(&path).map_err(PodError::from)).await {
+                        warn("a network namespace", e);
+                    }
+                }
             }
+            Err(e) => warn("network namespaces", e),
         }
-        for id in self.cni.cached()? {
-            if !known(&id) {
-                self.cni.del(&id).await?;
+        let cni = self.cni.clone();
+        match blocking(move || cni.cached().map_err(PodError::from)).await {
+            Ok(ids) => {
+                for id in ids.into_iter().filter(|id| !owned(id)) {
+                    if let Err(e) = self.cni.del(&id).await {
+                        warn("a CNI attachment", e.into());
+                    }
+                }
             }
+            Err(e) => warn("CNI attachments", e),
         }
-        Ok(())
     }
 
     /// Creates a sandbox, or returns the one made for the same pod by an earlier call.
     pub async fn run(self: &Arc<Self>, config: SandboxConfig, pause: PauseSource) -> Result<SandboxId, Arc<PodError>> {
         let runtime = self.runtime_for(&config.runtime_handler).map_err(Arc::new)?;
-        validate(&config).map_err(Arc::new)?;
+        let config = validate(config).map_err(Arc::new)?;
         let creation = {
             let mut creating = self.creating.lock().expect("creating lock");
             if let Some((first, creation)) = creating.get(&config.key) {
@@ -180,9 +222,9 @@ impl Pods {
                 let key = config.key.clone();
                 let first = config.clone();
                 let task = tokio::spawn(async move {
-                    let result = pods.create(config, runtime, pause).await.map_err(Arc::new);
-                    pods.creating.lock().expect("creating lock").remove(&key);
-                    result
+                    // Dropped on panic too, so a retry after a crashed creation starts afresh.
+                    let _done = Finished { pods: pods.clone(), key };
+                    pods.create(config, runtime, pause).await.map_err(Arc::new)
                 });
                 let creation: Creation = async move {
                     task.await.unwrap_or_else(|e| Err(Arc::new(PodError::Interrupted("RunPodSandbox", e.to_string()))))
@@ -213,32 +255,22 @@ impl Pods {
             created_at_ns: now_ns(),
             state: SandboxState::Creating,
             handler: runtime.handler().name.to_string(),
+            runtime_path: runtime.handler().path.clone(),
+            runtime_root: runtime.root().to_owned(),
             network: None,
             pause_pid: None,
             pause_start_time: None,
         };
         // The first record names everything about to be made, so a crash at any point after
-        // it can be undone on the next start.
-        let store_record = record.clone();
-        let sandbox = blocking({
-            let store = self.store_handle();
-            move || store.insert(store_record).map_err(PodError::from)
-        })
-        .await?;
+        // it can be undone on the next start. Its lock is held until the sandbox is ready or
+        // undone: Stop and Remove wait for it.
+        let store = self.store_handle();
+        let (sandbox, _op) = blocking(move || store.insert(record).map_err(PodError::from)).await?;
         match self.setup(&sandbox, &runtime, pause).await {
-            Ok(()) => {
-                self.update(&sandbox, |r| r.state = SandboxState::Ready).await?;
-                Ok(id)
-            }
+            Ok(()) => Ok(id),
             Err(e) => {
                 tracing::info!(%id, "sandbox creation failed, undoing it: {e}");
-                if let Err(undo) = self.teardown(&sandbox.record()).await {
-                    tracing::error!(%id, "undoing a failed sandbox: {undo}");
-                    return Err(e);
-                }
-                if let Err(undo) = self.forget(&id).await {
-                    tracing::error!(%id, "removing a failed sandbox's record: {undo}");
-                }
+                self.undo(&sandbox).await;
                 Err(e)
             }
         }
@@ -342,7 +374,7 @@ impl Pods {
         })
         .await?;
         runtime.start(record.id.container_id()).await?;
-        Ok(())
+        self.update(sandbox, |r| r.state = SandboxState::Ready).await
     }
 
     /// Stops a sandbox's pause and frees its network; a missing or stopped sandbox is fine.
@@ -351,11 +383,13 @@ impl Pods {
             return Ok(());
         };
         let _op = sandbox.op.lock().await;
-        let record = sandbox.record();
-        if record.state == SandboxState::NotReady {
+        if !self.is_current(&sandbox) {
             return Ok(());
         }
-        self.teardown(&record).await?;
+        if sandbox.record().state == SandboxState::NotReady {
+            return Ok(());
+        }
+        self.teardown(&sandbox.record()).await?;
         self.update(&sandbox, |r| {
             r.state = SandboxState::NotReady;
             r.network = None;
@@ -369,20 +403,34 @@ impl Pods {
             return Ok(());
         };
         let _op = sandbox.op.lock().await;
-        let record = sandbox.record();
-        if record.state != SandboxState::NotReady {
-            self.teardown(&record).await?;
+        if !self.is_current(&sandbox) {
+            return Ok(());
+        }
+        if sandbox.record().state != SandboxState::NotReady {
+            self.teardown(&sandbox.record()).await?;
         }
         self.forget(&sandbox.id).await
     }
 
+    /// Whether a sandbox found before waiting for its lock is still the one in the store: a
+    /// Remove that held the lock meanwhile has made it history.
+    fn is_current(&self, sandbox: &Arc<Sandbox>) -> bool {
+        self.store.get(&sandbox.id).is_some_and(|s| Arc::ptr_eq(&s, sandbox))
+    }
+
+    /// A sandbox still being made is not there yet, as with containerd: the kubelet's retry of
+    /// RunPodSandbox joins its creation instead of stopping it halfway.
     pub fn status(&self, id: &str) -> Result<SandboxView, PodError> {
         let sandbox = self.find(id)?;
-        Ok(self.view(&sandbox))
+        let view = self.view(&sandbox);
+        if view.record.state == SandboxState::Creating {
+            return Err(PodError::NotFound(id.to_owned()));
+        }
+        Ok(view)
     }
 
     pub fn list(&self) -> Vec<SandboxView> {
-        self.store.all().iter().map(|s| self.view(s)).collect()
+        self.store.all().iter().map(|s| self.view(s)).filter(|v| v.record.state != SandboxState::Creating).collect()
     }
 
     fn view(&self, sandbox: &Sandbox) -> SandboxView {
@@ -403,26 +451,26 @@ impl Pods {
     async fn teardown(&self, record: &SandboxRecord) -> Result<(), PodError> {
         let dirs = self.state_dirs(&record.id);
         let cid = record.id.container_id();
-        if let Some(runtime) = self.config.runtimes.get(&record.handler) {
-            runtime.kill(cid, libc::SIGKILL, false).await?;
-            let deadline = Instant::now() + EXIT_WAIT;
-            while !dirs.pause_exit().exists() && Instant::now() < deadline {
-                match runtime.state(cid).await? {
-                    Some(state) if state.status == OciStatus::Running => {}
-                    _ => break,
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            runtime.delete(cid, true).await?;
-        }
+        let runtime = self.runtime_of(record)?;
+        runtime.kill(cid, libc::SIGKILL, false).await?;
+        // The monitor reaps the pause and records its exit; wait for that record rather than
+        // removing the directory it is being written to.
         let monitor_dir = dirs.monitor();
-        blocking(move || {
-            if let Some(monitor) = Monitor::attach(&monitor_dir)? {
-                monitor.shutdown()?;
+        let monitor = blocking(move || Ok(Monitor::attach(&monitor_dir)?)).await?;
+        let deadline = Instant::now() + EXIT_WAIT;
+        while !dirs.pause_exit().exists() && Instant::now() < deadline {
+            match runtime.state(cid).await? {
+                Some(state) if state.status == OciStatus::Running => {}
+                _ if monitor.is_none() => break,
+                None => break,
+                _ => {}
             }
-            Ok(())
-        })
-        .await?;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        runtime.delete(cid, true).await?;
+        if let Some(monitor) = monitor {
+            blocking(move || Ok(monitor.shutdown()?)).await?;
+        }
         if record.netns.is_some() {
             self.cni.del(record.id.as_str()).await?;
         }
@@ -469,6 +517,26 @@ impl Pods {
         StateDirs { dir: self.config.state.join(id.as_str()) }
     }
 
+    /// The runtime that runs a sandbox's pause: its handler as configured now, or, if the
+    /// handler was removed or changed since, the binary and state dir the sandbox was made with.
+    fn runtime_of(&self, record: &SandboxRecord) -> Result<Arc<OciRuntime>, PodError> {
+        if let Some(runtime) = self.config.runtimes.get(&record.handler)
+            && (record.runtime_path.as_os_str().is_empty()
+                || (runtime.handler().path == record.runtime_path && runtime.root() == record.runtime_root))
+        {
+            return Ok(runtime.clone());
+        }
+        if record.runtime_path.as_os_str().is_empty() {
+            return Err(PodError::UnknownHandler(record.handler.clone()));
+        }
+        let name = HandlerName::new(&record.handler).map_err(|_| PodError::UnknownHandler(record.handler.clone()))?;
+        Ok(Arc::new(OciRuntime::new(
+            Handler::new(name, record.runtime_path.clone()),
+            record.runtime_root.clone(),
+            self.config.cgroup_manager,
+        )))
+    }
+
     fn runtime_for(&self, handler: &str) -> Result<Arc<OciRuntime>, PodError> {
         let name = if handler.is_empty() { &self.config.default_handler } else { handler };
         self.config.runtimes.get(name).cloned().ok_or_else(|| PodError::UnknownHandler(handler.to_owned()))
@@ -500,12 +568,15 @@ fn different_pod(key: &PodKey, existing: Option<&SandboxId>) -> PodError {
     PodError::AlreadyExists(format!("pod {key} already exists{which} with a different configuration"))
 }
 
-fn validate(config: &SandboxConfig) -> Result<(), PodError> {
-    Sysctls::validate(
+/// Checks what the kubelet asked for; sysctl keys come back in the dotted form the runtime
+/// writes, so what is validated is what runs.
+fn validate(mut config: SandboxConfig) -> Result<SandboxConfig, PodError> {
+    config.sysctls = Sysctls::validate(
         config.sysctls.iter(),
         config.namespaces.network == NamespaceMode::Node,
         config.namespaces.ipc == NamespaceMode::Node,
-    )?;
+    )?
+    .into_map();
     if config.namespaces.network == NamespaceMode::Container || config.namespaces.ipc == NamespaceMode::Container {
         return Err(PodError::Invalid(
             "network and IPC namespaces are per pod or the host's, never per container".into(),
@@ -516,11 +587,23 @@ fn validate(config: &SandboxConfig) -> Result<(), PodError> {
     }
     config.dns.validate()?;
     if let Some(dir) = &config.log_directory
-        && !dir.is_absolute()
+        && (!dir.is_absolute() || dir.components().any(|c| c == std::path::Component::ParentDir))
     {
-        return Err(PodError::Invalid(format!("log_directory {} is not an absolute path", dir.display())));
+        return Err(PodError::Invalid(format!("log_directory {} is not an absolute path without '..'", dir.display())));
     }
-    Ok(())
+    Ok(config)
+}
+
+/// Takes a finished creation out of the map, however it finished.
+struct Finished {
+    pods: Arc<Pods>,
+    key: PodKey,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.pods.creating.lock().expect("creating lock").remove(&self.key);
+    }
 }
 
 async fn blocking<T: Send + 'static>(

@@ -135,6 +135,8 @@ pub enum SandboxState {
     /// Being set up; found so after a crash, it is undone.
     Creating,
     Ready,
+    /// Its clean-up failed halfway; Stop and Remove finish it.
+    Stopping,
     NotReady,
 }
 
@@ -152,17 +154,24 @@ pub struct SandboxRecord {
     pub config: SandboxConfig,
     pub created_at_ns: i64,
     pub state: SandboxState,
-    /// The handler that runs the pause, resolved from `config.runtime_handler`.
+    /// The handler that runs the pause, resolved from `config.runtime_handler`, and what it
+    /// was when the sandbox was made, so that its pause can be stopped after a config change.
     pub handler: String,
+    #[serde(default)]
+    pub runtime_path: PathBuf,
+    #[serde(default)]
+    pub runtime_root: PathBuf,
     pub cgroups_path: String,
     /// The pod's hostname: the one asked for, or else the node's, as containerd does.
     pub hostname: String,
     /// The pod's network namespace; none on the host network.
     pub netns: Option<PathBuf>,
     pub network: Option<PodNetwork>,
+    #[serde(default)]
     pub pause_pid: Option<u32>,
     /// The pause's start time in clock ticks since boot, telling it from a process that
     /// reuses its PID.
+    #[serde(default)]
     pub pause_start_time: Option<u64>,
 }
 

@@ -25,7 +25,7 @@ pub enum StoreError {
 pub struct Sandbox {
     pub id: SandboxId,
     record: RwLock<SandboxRecord>,
-    pub op: tokio::sync::Mutex<()>,
+    pub op: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Sandbox {
@@ -59,7 +59,7 @@ impl SandboxStore {
             let path = path.to_owned();
             move |source| StoreError::Io { path, source }
         };
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        create_private_dir(dir).map_err(io_err(dir))?;
         let mut index = Index::default();
         let mut orphan_dirs = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_err(dir))? {
@@ -110,16 +110,21 @@ impl SandboxStore {
         self.index().by_id.values().cloned().collect()
     }
 
-    /// Writes a new sandbox's first record and indexes it.
-    pub fn insert(&self, record: SandboxRecord) -> Result<Arc<Sandbox>, StoreError> {
+    /// Writes a new sandbox's first record and indexes it, its lock already held by the caller,
+    /// so that nobody acts on it before its maker lets go.
+    pub fn insert(
+        &self,
+        record: SandboxRecord,
+    ) -> Result<(Arc<Sandbox>, tokio::sync::OwnedMutexGuard<()>), StoreError> {
         let dir = self.dir_of(&record.id);
-        fs::create_dir_all(&dir).map_err(|source| StoreError::Io { path: dir.clone(), source })?;
+        fs::create_dir(&dir).map_err(|source| StoreError::Io { path: dir.clone(), source })?;
         write_record(&dir, &record)?;
         let sandbox = Arc::new(new_sandbox(record));
+        let guard = sandbox.op.clone().try_lock_owned().expect("nobody else knows the new sandbox");
         let mut index = self.index();
         index.by_key.insert(sandbox.record().config.key, sandbox.id.clone());
         index.by_id.insert(sandbox.id.clone(), sandbox.clone());
-        Ok(sandbox)
+        Ok((sandbox, guard))
     }
 
     /// Persists a change to a sandbox's record, then shows it; a failed write changes nothing.
@@ -165,13 +170,21 @@ pub fn remove_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 fn new_sandbox(record: SandboxRecord) -> Sandbox {
-    Sandbox { id: record.id.clone(), record: RwLock::new(record), op: tokio::sync::Mutex::new(()) }
+    Sandbox { id: record.id.clone(), record: RwLock::new(record), op: Arc::new(tokio::sync::Mutex::new(())) }
 }
 
 fn write_record(dir: &Path, record: &SandboxRecord) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(record).map_err(|source| StoreError::Encode { id: record.id.clone(), source })?;
     let path = dir.join(RECORD);
-    persist::write(&path, &bytes).map_err(|source| StoreError::Io { path, source })
+    persist::write(&path, &bytes, 0o600).map_err(|source| StoreError::Io { path, source })
+}
+
+/// Pod records and runtime state are root's business alone: labels and annotations can be
+/// confidential, and a pod's `/dev/shm` must not be reachable by other local users.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
 #[cfg(test)]
@@ -201,6 +214,8 @@ mod tests {
             created_at_ns: 1,
             state: SandboxState::Creating,
             handler: "runc".into(),
+            runtime_path: "/usr/sbin/runc".into(),
+            runtime_root: "/run/crisp/runtime/runc".into(),
             cgroups_path: "/crisp/x".into(),
             hostname: name.into(),
             netns: None,
@@ -214,8 +229,8 @@ mod tests {
     fn records_survive_reopening_and_removal_is_complete() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = SandboxStore::open(dir.path()).unwrap();
-        let a = store.insert(record("a")).unwrap();
-        let b = store.insert(record("b")).unwrap();
+        let (a, _) = store.insert(record("a")).unwrap();
+        let (b, _) = store.insert(record("b")).unwrap();
         store.update(&a, |r| r.state = SandboxState::Ready).unwrap();
         store.remove(&b.id).unwrap();
         assert!(!store.dir_of(&b.id).exists());
@@ -232,7 +247,7 @@ mod tests {
     fn unreadable_records_are_set_aside_and_bare_dirs_reported() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = SandboxStore::open(dir.path()).unwrap();
-        let a = store.insert(record("a")).unwrap();
+        let (a, _) = store.insert(record("a")).unwrap();
         fs::write(store.dir_of(&a.id).join(RECORD), b"{torn").unwrap();
         let bare = dir.path().join(SandboxId::random().as_str());
         fs::create_dir(&bare).unwrap();

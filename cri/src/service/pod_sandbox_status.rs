@@ -22,6 +22,8 @@ pub fn pod_sandbox_status(
         status: Some(to_cri_status(&view)),
         info,
         containers_statuses: Vec::new(),
-        timestamp: 0,
+        timestamp: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64),
     })
 }

@@ -1,4 +1,5 @@
 use crisp_image::Credentials;
+use crisp_image::store::Holder;
 use crisp_pod::PauseSource;
 use k8s_cri::v1::{RunPodSandboxRequest, RunPodSandboxResponse};
 use tonic::Status;
@@ -15,6 +16,9 @@ pub async fn run_pod_sandbox(daemon: &Daemon, request: RunPodSandboxRequest) -> 
     Ok(RunPodSandboxResponse { pod_sandbox_id: id.to_string() })
 }
 
+/// Holds the configured pause image for as long as it is the one configured.
+const PAUSE_HOLDER: &str = "crisp-pause-image";
+
 /// The built-in pause, or the configured pause image, pulled on first use like any image the
 /// kubelet would pull, anonymously.
 async fn pause_source(daemon: &Daemon) -> Result<PauseSource, Status> {
@@ -25,6 +29,9 @@ async fn pause_source(daemon: &Daemon) -> Result<PauseSource, Status> {
         Some(record) => record,
         None => daemon.puller.pull(reference.clone(), Credentials::Anonymous).await.map_err(ToStatus::to_status)?,
     };
+    // The pods running from its layers keep them, whatever RemoveImage does to its tags.
+    let holder = Holder::new(PAUSE_HOLDER).expect("a valid holder name");
+    daemon.images.hold(&holder, &record.id).map_err(ToStatus::to_status)?;
     let args: Vec<String> = record.config.entrypoint.iter().chain(&record.config.cmd).cloned().collect();
     if args.is_empty() {
         return Err(Status::failed_precondition(format!(
