@@ -782,3 +782,33 @@ async fn a_pod_outlives_its_handler_leaving_the_config() {
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "the pause was stopped with its old runtime");
     assert_nothing_left(&lab, &[id]);
 }
+
+#[tokio::test]
+async fn bandwidth_annotations_shape_the_pods_traffic() {
+    let lab = Lab::new();
+    lab.set_network(17, r#", {"type": "bandwidth", "capabilities": {"bandwidth": true}}"#);
+    lab.write_config("");
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+    let mut config = pod_config("shaped");
+    config.annotations.insert("kubernetes.io/ingress-bandwidth".into(), "1M".into());
+    config.annotations.insert("kubernetes.io/egress-bandwidth".into(), "2M".into());
+    let id = run(&mut client, config).await.unwrap();
+
+    // The bandwidth plugin shapes what enters the pod on its host-side veth.
+    let veths = lab.pod_net(17).veths();
+    assert_eq!(veths.len(), 1);
+    let out = Command::new("tc").args(["qdisc", "show", "dev", &veths[0]]).output().unwrap();
+    let qdiscs = String::from_utf8_lossy(&out.stdout);
+    assert_contains(&qdiscs, "tbf");
+    assert_contains(&qdiscs, "rate 1Mbit");
+
+    let mut bad = pod_config("badly-shaped");
+    bad.annotations.insert("kubernetes.io/ingress-bandwidth".into(), "lots".into());
+    let err = run(&mut client, bad).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_contains(err.message(), "kubernetes.io/ingress-bandwidth");
+
+    remove(&mut client, &id).await;
+    assert_nothing_left(&lab, &[id]);
+}
