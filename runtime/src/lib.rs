@@ -2,11 +2,13 @@
 //! containers and records their exits, the base OCI spec, and the host limits they run under.
 
 pub mod config;
+pub mod container;
 pub mod handler;
 mod id;
 pub mod monitor;
 pub mod oci;
 pub mod oom;
+mod persist;
 pub mod spec;
 
 pub use config::{CgroupManager, HandlerConfig, RuntimeConfig};

@@ -1,0 +1,7 @@
+//! Containers: their records and their lifecycle on the pod's monitor and the OCI runtime.
+
+pub mod model;
+pub mod store;
+
+pub use model::{ContainerKey, ContainerRecord, MountRecord, Stage, UserRecord};
+pub use store::{Container, ContainerStore, StoreError};

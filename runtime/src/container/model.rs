@@ -1,0 +1,81 @@
+//! A container as crisp keeps it: what CreateContainer asked for, and what became of it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ContainerId;
+
+/// The kubelet retries CreateContainer with the same pod, name and attempt; a new attempt is a
+/// new container.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ContainerKey {
+    pub sandbox_id: String,
+    pub name: String,
+    pub attempt: u32,
+}
+
+/// How far the container got. Whether it still runs is the monitor's exit record's to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Being set up; found so after a crash, it is undone.
+    Creating,
+    /// Created by the runtime, its process waiting to be started.
+    Created,
+    /// Started once; running until its exit record says otherwise.
+    Started,
+}
+
+/// A bind mount as the CRI reported it back in ContainerStatus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountRecord {
+    pub container_path: String,
+    pub host_path: String,
+    pub readonly: bool,
+    pub propagation: i32,
+    pub recursive_read_only: bool,
+}
+
+/// The identity the container's process runs as, as resolved from the config and the image.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: ContainerId,
+    pub key: ContainerKey,
+    /// What the request said, in a canonical form: a retry with another config is another
+    /// container, refused while this one holds the name.
+    pub fingerprint: String,
+    /// The image as the request named it, and the image's ID.
+    pub image: String,
+    pub image_id: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub log_path: Option<PathBuf>,
+    pub termination_message_path: Option<PathBuf>,
+    pub mounts: Vec<MountRecord>,
+    pub stop_signal: i32,
+    pub created_at_ns: i64,
+    #[serde(default)]
+    pub started_at_ns: Option<i64>,
+    pub stage: Stage,
+    #[serde(default)]
+    pub pid: Option<u32>,
+    #[serde(default)]
+    pub user: Option<UserRecord>,
+    pub handler: String,
+    pub runtime_path: PathBuf,
+    pub runtime_root: PathBuf,
+    /// The pod monitor that created it and records its exit.
+    pub monitor_dir: PathBuf,
+    /// The mounted root filesystem, and the directories under it, removed with the container.
+    pub rootfs: PathBuf,
+    pub exit_file: PathBuf,
+}
