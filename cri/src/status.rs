@@ -67,7 +67,7 @@ impl ToStatus for &crisp_pod::PodError {
             }
             E::NotFound(_) => Status::not_found(message),
             E::AlreadyExists(_) => Status::already_exists(message),
-            E::NetworkNotReady(_) => Status::failed_precondition(message),
+            E::NetworkNotReady(_) | E::NotReady(_) => Status::failed_precondition(message),
             _ if self.is_exhausted() => Status::resource_exhausted(message),
             _ => Status::internal(message),
         }

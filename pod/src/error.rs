@@ -20,6 +20,8 @@ pub enum PodError {
     Invalid(String),
     #[error("pod sandbox {0:?} not found")]
     NotFound(String),
+    #[error("pod sandbox {0} is not ready: containers cannot be added to it")]
+    NotReady(String),
     #[error("pod sandbox ID prefix {0:?} matches more than one sandbox")]
     Ambiguous(String),
     #[error("{0}")]

@@ -19,5 +19,5 @@ mod translate;
 pub use config::PodConfig;
 pub use error::PodError;
 pub use key::PodKey;
-pub use lifecycle::{PauseSource, Pods, PodsConfig, SandboxView};
+pub use lifecycle::{ContainerContext, PauseSource, Pods, PodsConfig, SandboxView};
 pub use model::{SandboxConfig, SandboxId, SandboxRecord, SandboxState};

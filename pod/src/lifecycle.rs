@@ -54,6 +54,19 @@ pub enum PauseSource {
     Image { lowers: Vec<PathBuf>, args: Vec<String>, env: Vec<String> },
 }
 
+/// A ready sandbox as a new container of it needs it.
+#[derive(Debug, Clone)]
+pub struct ContainerContext {
+    pub record: SandboxRecord,
+    pub runtime: Arc<OciRuntime>,
+    pub monitor_dir: PathBuf,
+    /// The pod's own `/dev/shm`; none when the pod uses the host's IPC namespace.
+    pub shm: Option<PathBuf>,
+    pub hostname_file: PathBuf,
+    pub hosts_file: PathBuf,
+    pub resolv_conf: PathBuf,
+}
+
 /// A sandbox as the CRI reports it: its record and whether its pause still runs.
 #[derive(Debug, Clone)]
 pub struct SandboxView {
@@ -416,6 +429,26 @@ impl Pods {
     /// Remove that held the lock meanwhile has made it history.
     fn is_current(&self, sandbox: &Arc<Sandbox>) -> bool {
         self.store.get(&sandbox.id).is_some_and(|s| Arc::ptr_eq(&s, sandbox))
+    }
+
+    /// What a container of a ready sandbox joins: the pause's namespaces, the pod's files,
+    /// monitor, runtime and cgroup parent.
+    pub fn container_context(&self, id: &str) -> Result<ContainerContext, PodError> {
+        let view = self.status(id)?;
+        if !view.ready {
+            return Err(PodError::NotReady(view.record.id.to_string()));
+        }
+        let dirs = self.state_dirs(&view.record.id);
+        let files = PodFiles::new(self.store.dir_of(&view.record.id));
+        Ok(ContainerContext {
+            runtime: self.runtime_of(&view.record)?,
+            monitor_dir: dirs.monitor(),
+            shm: (view.record.config.namespaces.ipc != NamespaceMode::Node).then(|| dirs.shm()),
+            hostname_file: files.hostname(),
+            hosts_file: files.hosts(),
+            resolv_conf: files.resolv_conf(),
+            record: view.record,
+        })
     }
 
     /// A sandbox still being made is not there yet, as with containerd: the kubelet's retry of

@@ -1,0 +1,552 @@
+//! Containers from creation to removal, on their pod's monitor and the OCI runtime.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::FutureExt;
+use futures::future::Shared;
+use nix::errno::Errno;
+use nix::mount::{MntFlags, umount2};
+use oci_spec::runtime::Spec;
+
+use super::model::{ContainerKey, ContainerRecord, MountRecord, Stage, UserRecord};
+use super::store::{Container, ContainerStore, StoreError};
+use crate::monitor::{ExitRecord, Monitor, MonitorError, read_exit};
+use crate::oci::{OciError, OciRuntime};
+use crate::{CgroupManager, ContainerId, persist};
+
+/// How long a killed container may take to be reaped before Stop gives up waiting.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("container {0:?} not found")]
+    NotFound(String),
+    #[error("container ID prefix {0:?} matches more than one container")]
+    Ambiguous(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("container {id} is {state}, not created: it can only be started once")]
+    NotCreated { id: ContainerId, state: &'static str },
+    /// What the caller's preparation (rootfs, spec) refused or failed at, as it said it.
+    #[error("{message}")]
+    Prepare { kind: PrepareFailure, message: String },
+    #[error(transparent)]
+    Oci(#[from] OciError),
+    #[error(transparent)]
+    Monitor(#[from] MonitorError),
+    #[error("container records: {0}")]
+    Store(#[from] StoreError),
+    #[error("writing the OCI spec: {0}")]
+    Spec(#[from] oci_spec::OciSpecError),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("{0} was interrupted: {1}")]
+    Interrupted(&'static str, String),
+}
+
+/// The kinds of preparation failure the daemon tells apart for its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrepareFailure {
+    /// The request asked for something impossible or unsafe.
+    Invalid,
+    /// Something it names (an image, a sandbox, a file) is not there.
+    Missing,
+    /// The host failed.
+    Internal,
+}
+
+impl ContainerError {
+    fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ContainerError {
+        let what = what.into();
+        move |source| ContainerError::Io { what, source }
+    }
+}
+
+pub struct ContainersConfig {
+    /// Records and writable layers: `root/<id>/`.
+    pub root: PathBuf,
+    /// What a reboot clears: the mounted rootfs, bundle and exit record: `state/<id>/`.
+    pub state: PathBuf,
+    pub cgroup_manager: CgroupManager,
+}
+
+/// What CreateContainer asked for, translated by the daemon.
+pub struct NewContainer {
+    pub key: ContainerKey,
+    pub fingerprint: String,
+    pub image: String,
+    pub image_id: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub annotations: std::collections::BTreeMap<String, String>,
+    pub log_path: Option<PathBuf>,
+    pub termination_message_path: Option<PathBuf>,
+    pub mounts: Vec<MountRecord>,
+    pub stop_signal: i32,
+    /// The pod's runtime and monitor.
+    pub runtime: Arc<OciRuntime>,
+    pub monitor_dir: PathBuf,
+}
+
+/// Where a new container's files go, for the daemon's preparation to fill.
+#[derive(Debug, Clone)]
+pub struct ContainerDirs {
+    pub id: ContainerId,
+    /// Where the root filesystem is to be mounted.
+    pub rootfs: PathBuf,
+    /// The container's own writable layer and overlayfs's work dir, kept across reboots.
+    pub upper: PathBuf,
+    pub work: PathBuf,
+}
+
+/// What the daemon made of a new container: its rootfs is mounted, and this is its spec.
+pub struct Prepared {
+    pub spec: Spec,
+    pub user: Option<UserRecord>,
+}
+
+pub type Prepare =
+    Box<dyn FnOnce(ContainerDirs) -> Pin<Box<dyn Future<Output = Result<Prepared, ContainerError>> + Send>> + Send>;
+
+/// A container's state as the CRI names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+}
+
+#[derive(Debug, Clone)]
+pub struct ContainerView {
+    pub record: ContainerRecord,
+    pub state: ContainerState,
+    /// How it ended; none while it has not.
+    pub exit: Option<Exit>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// The exit status, 128 + the signal for a killed process.
+    pub code: i32,
+    pub finished_at_ns: i64,
+    /// The process ended without its monitor seeing it (a reboot, a killed monitor): its code
+    /// is unknown.
+    pub lost: bool,
+}
+
+impl Exit {
+    /// What is reported for a container that vanished without a record, as containerd does.
+    const LOST: Exit = Exit { code: 255, finished_at_ns: 0, lost: true };
+
+    fn recorded(record: &ExitRecord) -> Exit {
+        Exit { code: record.exit_code, finished_at_ns: record.finished_at_ns, lost: false }
+    }
+}
+
+type Creation = Shared<Pin<Box<dyn Future<Output = Result<ContainerId, Arc<ContainerError>>> + Send>>>;
+
+pub struct Containers {
+    config: ContainersConfig,
+    store: Arc<ContainerStore>,
+    creating: Mutex<HashMap<ContainerKey, (String, Creation)>>,
+}
+
+impl Containers {
+    /// Loads the containers and undoes those whose creation a crash interrupted.
+    pub async fn open(config: ContainersConfig) -> Result<Arc<Containers>, ContainerError> {
+        let (root, state) = (config.root.clone(), config.state.clone());
+        let (store, orphans) = blocking(move || {
+            persist::create_private_dir(&state).map_err(ContainerError::io(format!("creating {}", state.display())))?;
+            Ok(ContainerStore::open(&root)?)
+        })
+        .await?;
+        let containers = Arc::new(Containers { config, store: Arc::new(store), creating: Mutex::new(HashMap::new()) });
+        for dir in orphans {
+            if let Err(e) = blocking(move || remove_dir(&dir)).await {
+                tracing::warn!("removing a container dir without a record: {e}");
+            }
+        }
+        for container in containers.store.all() {
+            if container.record().stage == Stage::Creating {
+                tracing::warn!(id = %container.id, "undoing a container whose creation was interrupted");
+                if let Err(e) = containers.destroy(&container).await {
+                    tracing::error!(id = %container.id, "undoing the container: {e}; Remove will try again");
+                }
+            }
+        }
+        Ok(containers)
+    }
+
+    /// Creates a container, or returns the one made for the same pod, name and attempt by an
+    /// earlier call (waiting for it while it is being made).
+    pub async fn create(
+        self: &Arc<Self>,
+        new: NewContainer,
+        prepare: Prepare,
+    ) -> Result<ContainerId, Arc<ContainerError>> {
+        let creation = {
+            let mut creating = self.creating.lock().expect("creating lock");
+            if let Some((fingerprint, creation)) = creating.get(&new.key) {
+                if *fingerprint != new.fingerprint {
+                    return Err(Arc::new(taken(&new.key, None)));
+                }
+                creation.clone()
+            } else {
+                if let Some(existing) = self.store.by_key(&new.key) {
+                    let record = existing.record();
+                    if record.fingerprint != new.fingerprint || record.stage == Stage::Creating {
+                        return Err(Arc::new(taken(&new.key, Some(&record.id))));
+                    }
+                    return Ok(record.id);
+                }
+                let (containers, key, fingerprint) = (self.clone(), new.key.clone(), new.fingerprint.clone());
+                let entry_key = key.clone();
+                // Its own task, so that a caller that gives up does not leave a half-made container.
+                let task = tokio::spawn(async move {
+                    let _done = Finished { containers: containers.clone(), key };
+                    containers.make(new, prepare).await.map_err(Arc::new)
+                });
+                let creation: Creation = async move {
+                    task.await.unwrap_or_else(|e| {
+                        Err(Arc::new(ContainerError::Interrupted("CreateContainer", e.to_string())))
+                    })
+                }
+                .boxed()
+                .shared();
+                creating.insert(entry_key, (fingerprint, creation.clone()));
+                creation
+            }
+        };
+        creation.await
+    }
+
+    async fn make(&self, new: NewContainer, prepare: Prepare) -> Result<ContainerId, ContainerError> {
+        let id = ContainerId::random();
+        let state_dir = self.config.state.join(id.as_str());
+        let root_dir = self.store.dir_of(&id);
+        let record = ContainerRecord {
+            id: id.clone(),
+            key: new.key,
+            fingerprint: new.fingerprint,
+            image: new.image,
+            image_id: new.image_id,
+            labels: new.labels,
+            annotations: new.annotations,
+            log_path: new.log_path,
+            termination_message_path: new.termination_message_path,
+            mounts: new.mounts,
+            stop_signal: new.stop_signal,
+            created_at_ns: now_ns(),
+            started_at_ns: None,
+            stage: Stage::Creating,
+            pid: None,
+            user: None,
+            handler: new.runtime.handler().name.to_string(),
+            runtime_path: new.runtime.handler().path.clone(),
+            runtime_root: new.runtime.root().to_owned(),
+            monitor_dir: new.monitor_dir,
+            rootfs: state_dir.join("rootfs"),
+            exit_file: state_dir.join("exit.json"),
+        };
+        let store = self.store.clone();
+        let (container, _op) = blocking(move || Ok(store.insert(record)?)).await?;
+        let dirs = ContainerDirs {
+            id: id.clone(),
+            rootfs: state_dir.join("rootfs"),
+            upper: root_dir.join("upper"),
+            work: root_dir.join("work"),
+        };
+        match self.setup(&container, &new.runtime, dirs, prepare).await {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                tracing::info!(%id, "container creation failed, undoing it: {e}");
+                if let Err(undo) = self.destroy(&container).await {
+                    tracing::error!(%id, "undoing a failed container: {undo}; Remove will try again");
+                    let _ = self.update(&container, |r| r.stage = Stage::Created).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn setup(
+        &self,
+        container: &Arc<Container>,
+        runtime: &OciRuntime,
+        dirs: ContainerDirs,
+        prepare: Prepare,
+    ) -> Result<(), ContainerError> {
+        let record = container.record();
+        let state_dir = self.config.state.join(record.id.as_str());
+        let (upper, work, rootfs_dir) = (dirs.upper.clone(), dirs.work.clone(), dirs.rootfs.clone());
+        blocking(move || {
+            for dir in [&upper, &work] {
+                std::fs::create_dir_all(dir).map_err(ContainerError::io(format!("creating {}", dir.display())))?;
+            }
+            std::fs::create_dir_all(&rootfs_dir)
+                .map_err(ContainerError::io(format!("creating {}", rootfs_dir.display())))
+        })
+        .await?;
+        let prepared = prepare(dirs).await?;
+        let bundle = state_dir.join("bundle");
+        let request = runtime.create_request(record.id.clone(), bundle.clone(), record.exit_file.clone());
+        let (spec, monitor_dir) = (prepared.spec, record.monitor_dir.clone());
+        let pid = blocking(move || {
+            std::fs::create_dir_all(&bundle).map_err(ContainerError::io(format!("creating {}", bundle.display())))?;
+            spec.save(bundle.join("config.json"))?;
+            let monitor = Monitor::attach(&monitor_dir)?.ok_or_else(|| ContainerError::Prepare {
+                kind: PrepareFailure::Missing,
+                message: format!("the pod's monitor ({}) is gone: the pod is stopped", monitor_dir.display()),
+            })?;
+            Ok(monitor.create(&request)?)
+        })
+        .await?;
+        let user = prepared.user;
+        self.update(container, move |r| {
+            r.pid = Some(pid);
+            r.user = user;
+            r.stage = Stage::Created;
+        })
+        .await
+    }
+
+    /// Starts a created container; anything else is FailedPrecondition for the caller.
+    pub async fn start(&self, id: &str) -> Result<(), ContainerError> {
+        let container = self.find(id)?;
+        let _op = container.op.lock().await;
+        let view = self.view(&container);
+        if view.record.stage != Stage::Created || view.state != ContainerState::Created {
+            let state = match view.state {
+                ContainerState::Running => "running",
+                ContainerState::Exited => "exited",
+                ContainerState::Created => "being created",
+            };
+            return Err(ContainerError::NotCreated { id: container.id.clone(), state });
+        }
+        self.runtime_of(&view.record).start(&container.id).await?;
+        self.update(&container, |r| {
+            r.stage = Stage::Started;
+            r.started_at_ns = Some(now_ns());
+        })
+        .await
+    }
+
+    /// Sends the stop signal, waits up to `timeout`, then kills; a missing or exited container
+    /// is fine.
+    pub async fn stop(&self, id: &str, timeout: Duration) -> Result<(), ContainerError> {
+        let Some(container) = self.find_optional(id)? else {
+            return Ok(());
+        };
+        let _op = container.op.lock().await;
+        if !self.is_current(&container) {
+            return Ok(());
+        }
+        self.kill(&container.record(), timeout).await
+    }
+
+    /// Kills the container if it runs and deletes everything it had; a missing one is fine.
+    pub async fn remove(&self, id: &str) -> Result<(), ContainerError> {
+        let Some(container) = self.find_optional(id)? else {
+            return Ok(());
+        };
+        let _op = container.op.lock().await;
+        if !self.is_current(&container) {
+            return Ok(());
+        }
+        self.destroy(&container).await
+    }
+
+    pub fn status(&self, id: &str) -> Result<ContainerView, ContainerError> {
+        let container = self.find(id)?;
+        let view = self.view(&container);
+        if view.record.stage == Stage::Creating {
+            return Err(ContainerError::NotFound(id.to_owned()));
+        }
+        Ok(view)
+    }
+
+    /// Every container past its creation.
+    pub fn list(&self) -> Vec<ContainerView> {
+        self.store.all().iter().map(|c| self.view(c)).filter(|v| v.record.stage != Stage::Creating).collect()
+    }
+
+    /// The containers of a pod, creating ones too: the pod's Stop and Remove wait for them.
+    pub fn of_sandbox(&self, sandbox_id: &str) -> Vec<ContainerId> {
+        self.store.all().iter().filter(|c| c.record().key.sandbox_id == sandbox_id).map(|c| c.id.clone()).collect()
+    }
+
+    fn view(&self, container: &Container) -> ContainerView {
+        let record = container.record();
+        let exit = read_exit(&record.exit_file).ok().flatten();
+        let (state, exit) = match (record.stage, exit) {
+            (_, Some(exit)) => (ContainerState::Exited, Some(Exit::recorded(&exit))),
+            (Stage::Creating, None) => (ContainerState::Created, None),
+            // A dead process whose monitor lives is being reaped: its record is on its way.
+            (stage, None) if record.pid.is_some_and(is_alive) || monitor_alive(&record.monitor_dir) => {
+                (if stage == Stage::Started { ContainerState::Running } else { ContainerState::Created }, None)
+            }
+            // Gone without a record of how: a reboot or a monitor killed with it.
+            (_, None) => (ContainerState::Exited, Some(Exit::LOST)),
+        };
+        ContainerView { record, state, exit }
+    }
+
+    async fn kill(&self, record: &ContainerRecord, timeout: Duration) -> Result<(), ContainerError> {
+        let runtime = self.runtime_of(record);
+        if !timeout.is_zero() && record.stage == Stage::Started {
+            runtime.kill(&record.id, record.stop_signal, false).await?;
+            if self.wait_exit(record, timeout).await {
+                return Ok(());
+            }
+        }
+        runtime.kill(&record.id, libc::SIGKILL, true).await?;
+        self.wait_exit(record, KILL_WAIT).await;
+        Ok(())
+    }
+
+    /// Whether the container's exit was recorded (or its runtime state says it is gone)
+    /// within `within`.
+    async fn wait_exit(&self, record: &ContainerRecord, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            let gone_unrecorded = !record.pid.is_some_and(is_alive) && !monitor_alive(&record.monitor_dir);
+            if record.exit_file.exists() || gone_unrecorded {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Kills, deletes from the runtime, unmounts and forgets a container.
+    async fn destroy(&self, container: &Arc<Container>) -> Result<(), ContainerError> {
+        let record = container.record();
+        self.kill(&record, Duration::ZERO).await?;
+        self.runtime_of(&record).delete(&record.id, true).await?;
+        let (rootfs, state_dir) = (record.rootfs.clone(), self.config.state.join(record.id.as_str()));
+        blocking(move || {
+            unmount(&rootfs).map_err(ContainerError::io(format!("unmounting {}", rootfs.display())))?;
+            remove_dir(&state_dir)
+        })
+        .await?;
+        let (store, id) = (self.store.clone(), record.id.clone());
+        blocking(move || Ok(store.remove(&id)?)).await
+    }
+
+    fn runtime_of(&self, record: &ContainerRecord) -> OciRuntime {
+        let name = crate::HandlerName::new(&record.handler)
+            .unwrap_or_else(|_| crate::HandlerName::new("unknown").expect("a valid handler name"));
+        OciRuntime::new(
+            crate::Handler::new(name, record.runtime_path.clone()),
+            record.runtime_root.clone(),
+            self.config.cgroup_manager,
+        )
+    }
+
+    async fn update(
+        &self,
+        container: &Arc<Container>,
+        change: impl FnOnce(&mut ContainerRecord) + Send + 'static,
+    ) -> Result<(), ContainerError> {
+        let (store, container) = (self.store.clone(), container.clone());
+        blocking(move || Ok(store.update(&container, change)?)).await
+    }
+
+    fn is_current(&self, container: &Arc<Container>) -> bool {
+        self.store.get(&container.id).is_some_and(|c| Arc::ptr_eq(&c, container))
+    }
+
+    fn find(&self, id: &str) -> Result<Arc<Container>, ContainerError> {
+        self.find_optional(id)?.ok_or_else(|| ContainerError::NotFound(id.to_owned()))
+    }
+
+    /// By full ID or a prefix only one ID has.
+    fn find_optional(&self, id: &str) -> Result<Option<Arc<Container>>, ContainerError> {
+        if id.is_empty() {
+            return Err(ContainerError::NotFound(String::new()));
+        }
+        if let Ok(full) = ContainerId::parse(id) {
+            return Ok(self.store.get(&full));
+        }
+        let mut matches = self.store.all().into_iter().filter(|c| c.id.as_str().starts_with(id));
+        match (matches.next(), matches.next()) {
+            (Some(one), None) => Ok(Some(one)),
+            (None, _) => Ok(None),
+            (Some(_), Some(_)) => Err(ContainerError::Ambiguous(id.to_owned())),
+        }
+    }
+}
+
+fn taken(key: &ContainerKey, existing: Option<&ContainerId>) -> ContainerError {
+    let which = existing.map(|id| format!(" by container {id}")).unwrap_or_else(|| " by one being created".into());
+    ContainerError::AlreadyExists(format!(
+        "container name {} (attempt {}) in pod {} is taken{which} with a different configuration",
+        key.name, key.attempt, key.sandbox_id
+    ))
+}
+
+/// Takes a finished creation out of the map, however it finished.
+struct Finished {
+    containers: Arc<Containers>,
+    key: ContainerKey,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.containers.creating.lock().expect("creating lock").remove(&self.key);
+    }
+}
+
+fn is_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with(|c| c != 'Z')))
+        .unwrap_or(false)
+}
+
+/// Whether the pod's monitor still runs, by its pid file: it records exits as they happen.
+fn monitor_alive(dir: &Path) -> bool {
+    let pid = std::fs::read_to_string(dir.join("monitor.pid")).ok().and_then(|pid| pid.trim().parse::<u32>().ok());
+    pid.is_some_and(|pid| {
+        is_alive(pid)
+            && std::fs::read_link(format!("/proc/{pid}/exe"))
+                .is_ok_and(|exe| exe.to_string_lossy().contains("crisp-monitor"))
+    })
+}
+
+fn unmount(target: &Path) -> std::io::Result<()> {
+    loop {
+        match umount2(target, MntFlags::MNT_DETACH) {
+            Ok(()) => continue,
+            Err(Errno::EINVAL) | Err(Errno::ENOENT) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn remove_dir(dir: &Path) -> Result<(), ContainerError> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(ContainerError::Io { what: format!("removing {}", dir.display()), source: e })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ContainerError> + Send + 'static,
+) -> Result<T, ContainerError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ContainerError::Interrupted("a blocking task", e.to_string()))?
+}

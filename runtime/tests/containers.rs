@@ -1,0 +1,190 @@
+//! Container lifecycle on a real monitor and runc, as root: create (idempotent by pod, name and
+//! attempt), start, stop with a grace period, exit codes, remove, and a new daemon instance
+//! finding running containers. The rootfs is busybox, bind-mounted where the daemon would
+//! mount the image.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crisp_runtime::container::{
+    ContainerDirs, ContainerError, ContainerKey, ContainerState, Containers, ContainersConfig, NewContainer, Prepare,
+    Prepared,
+};
+use crisp_runtime::monitor::Monitor;
+use crisp_runtime::oci::OciRuntime;
+use crisp_runtime::{CgroupManager, Handler, HandlerName, spec};
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
+
+const MONITOR: &str = env!("CARGO_BIN_EXE_crisp-monitor");
+
+struct Lab {
+    dir: tempfile::TempDir,
+    runtime: Arc<OciRuntime>,
+    monitor: Monitor,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let handler = Handler::new(HandlerName::new("runc").unwrap(), "/usr/sbin/runc".into());
+        let runtime = Arc::new(OciRuntime::new(handler, dir.path().join("runtime"), CgroupManager::Cgroupfs));
+        let image = dir.path().join("image");
+        fs::create_dir_all(image.join("bin")).unwrap();
+        fs::copy("/bin/busybox", image.join("bin/busybox")).unwrap();
+        for d in ["proc", "dev", "sys", "etc"] {
+            fs::create_dir_all(image.join(d)).unwrap();
+        }
+        let monitor = Monitor::spawn(Path::new(MONITOR), &dir.path().join("monitor")).unwrap();
+        Lab { dir, runtime, monitor }
+    }
+
+    fn config(&self) -> ContainersConfig {
+        ContainersConfig {
+            root: self.dir.path().join("root"),
+            state: self.dir.path().join("state"),
+            cgroup_manager: CgroupManager::Cgroupfs,
+        }
+    }
+
+    fn new_container(&self, name: &str, fingerprint: &str) -> NewContainer {
+        NewContainer {
+            key: ContainerKey { sandbox_id: "p".repeat(64), name: name.into(), attempt: 0 },
+            fingerprint: fingerprint.into(),
+            image: "busybox".into(),
+            image_id: "sha256:busybox".into(),
+            labels: BTreeMap::from([("app".into(), name.into())]),
+            annotations: BTreeMap::new(),
+            log_path: None,
+            termination_message_path: None,
+            mounts: vec![],
+            stop_signal: libc::SIGTERM,
+            runtime: self.runtime.clone(),
+            monitor_dir: self.monitor.dir().to_owned(),
+        }
+    }
+
+    /// Binds the busybox tree as the rootfs and runs `args` in namespaces of its own.
+    fn prepare(&self, args: &[&str]) -> Prepare {
+        let image = self.dir.path().join("image");
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        Box::new(move |dirs: ContainerDirs| {
+            Box::pin(async move {
+                nix::mount::mount(Some(&image), &dirs.rootfs, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+                    .unwrap();
+                let mut spec = spec::base(&dirs.rootfs);
+                spec.process_mut().as_mut().unwrap().set_args(Some(args));
+                let linux = spec.linux_mut().as_mut().unwrap();
+                let kinds = [LinuxNamespaceType::Mount, LinuxNamespaceType::Pid, LinuxNamespaceType::Ipc];
+                linux.set_namespaces(Some(
+                    kinds
+                        .into_iter()
+                        .map(|typ| {
+                            let mut ns = LinuxNamespace::default();
+                            ns.set_typ(typ);
+                            ns
+                        })
+                        .collect(),
+                ));
+                linux.set_cgroups_path(Some(format!("/crisp-test/{}", dirs.id).into()));
+                Ok::<_, ContainerError>(Prepared { spec, user: None })
+            })
+        })
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let root = self.runtime.root().to_owned();
+        let out = Command::new("/usr/sbin/runc").arg("--root").arg(&root).args(["list", "-q"]).output();
+        for id in out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default().lines() {
+            let _ = Command::new("/usr/sbin/runc").arg("--root").arg(&root).args(["delete", "--force", id]).output();
+        }
+        unsafe { libc::kill(self.monitor.pid() as i32, libc::SIGKILL) };
+        let prefix = self.dir.path().to_string_lossy().into_owned();
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&prefix)) {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+fn mounted(path: &Path) -> bool {
+    let text = path.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo").unwrap().lines().any(|l| l.split(' ').nth(4) == Some(text.as_str()))
+}
+
+#[tokio::test]
+async fn create_start_stop_remove() {
+    let lab = Lab::new();
+    let containers = Containers::open(lab.config()).await.unwrap();
+
+    let id = containers
+        .create(lab.new_container("sleeper", "a"), lab.prepare(&["/bin/busybox", "sleep", "1000"]))
+        .await
+        .unwrap();
+    let view = containers.status(id.as_str()).unwrap();
+    assert_eq!(view.state, ContainerState::Created);
+    assert!(mounted(&view.record.rootfs));
+
+    // A retry gets the same container; another config under the same name is refused.
+    let again = containers.create(lab.new_container("sleeper", "a"), lab.prepare(&["unused"])).await.unwrap();
+    assert_eq!(again, id);
+    let err = containers.create(lab.new_container("sleeper", "b"), lab.prepare(&["unused"])).await.unwrap_err();
+    assert!(matches!(*err, ContainerError::AlreadyExists(_)), "{err}");
+
+    containers.start(&id.as_str()[..12]).await.unwrap();
+    assert_eq!(containers.status(id.as_str()).unwrap().state, ContainerState::Running);
+    let err = containers.start(id.as_str()).await.unwrap_err();
+    assert!(matches!(err, ContainerError::NotCreated { state: "running", .. }), "{err}");
+
+    // PID 1 ignores SIGTERM without a handler: the grace period ends in SIGKILL.
+    containers.stop(id.as_str(), Duration::from_millis(300)).await.unwrap();
+    let view = containers.status(id.as_str()).unwrap();
+    assert_eq!(view.state, ContainerState::Exited);
+    assert_eq!(view.exit.unwrap().code, 137);
+    containers.stop(id.as_str(), Duration::from_secs(1)).await.unwrap();
+
+    containers.remove(id.as_str()).await.unwrap();
+    assert!(matches!(containers.status(id.as_str()), Err(ContainerError::NotFound(_))));
+    assert!(!mounted(&view.record.rootfs));
+    assert!(!lab.config().root.join(id.as_str()).exists());
+    assert!(!lab.config().state.join(id.as_str()).exists());
+    containers.remove(id.as_str()).await.unwrap();
+}
+
+#[tokio::test]
+async fn exit_codes_and_a_new_instance_finding_running_containers() {
+    let lab = Lab::new();
+    let containers = Containers::open(lab.config()).await.unwrap();
+    let quick = containers
+        .create(lab.new_container("quick", "a"), lab.prepare(&["/bin/busybox", "sh", "-c", "exit 3"]))
+        .await
+        .unwrap();
+    let slow = containers
+        .create(lab.new_container("slow", "a"), lab.prepare(&["/bin/busybox", "sleep", "1000"]))
+        .await
+        .unwrap();
+    containers.start(quick.as_str()).await.unwrap();
+    containers.start(slow.as_str()).await.unwrap();
+    for _ in 0..200 {
+        if containers.status(quick.as_str()).unwrap().state == ContainerState::Exited {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(containers.status(quick.as_str()).unwrap().exit.unwrap().code, 3);
+    drop(containers);
+
+    let containers = Containers::open(lab.config()).await.unwrap();
+    assert_eq!(containers.list().len(), 2);
+    assert_eq!(containers.status(slow.as_str()).unwrap().state, ContainerState::Running);
+    assert_eq!(containers.status(quick.as_str()).unwrap().exit.unwrap().code, 3);
+    for id in [&quick, &slow] {
+        containers.remove(id.as_str()).await.unwrap();
+    }
+    assert!(containers.list().is_empty());
+}
