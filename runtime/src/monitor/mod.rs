@@ -1,11 +1,13 @@
 //! One monitor per pod: a small process (bin `crisp-monitor`, no async runtime) that outlives
-//! the daemon, is the subreaper of its containers, runs `runc create` for them, and records
-//! their exits.
+//! the daemon, is the subreaper of its containers, runs `runc create` for them, writes their
+//! output to CRI log files, runs their execs, and records their exits (and OOM kills).
 //!
 //! The daemon talks to it over `dir/monitor.sock` (see [`protocol`]); it finds it again after
 //! its own restart through that socket and `dir/monitor.pid`. What the monitor learns that
 //! must survive both of them, a container's exit, it writes to a file the daemon named.
 
+mod log;
+mod oom;
 mod protocol;
 mod server;
 mod socket_path;
@@ -22,7 +24,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::{Deserialize, Serialize};
 
 pub use protocol::FailureKind;
-use protocol::{Request, Response};
+use protocol::{CreateOp, PROTOCOL_CONTAINERS, Request, Response};
 pub use server::main as server_main;
 
 use crate::ContainerId;
@@ -39,6 +41,9 @@ const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of the monitor's log an error quotes.
 const LOG_TAIL: usize = 4096;
+/// How long the monitor keeps reading an exec's output after the runtime exited, in case a
+/// process it left behind holds the pipes.
+const EXEC_DRAIN: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
@@ -55,6 +60,15 @@ pub enum MonitorError {
     Runtime { dir: PathBuf, id: ContainerId, runtime: PathBuf, message: String },
     #[error("monitor {}: refused ({kind:?}): {message}", dir.display())]
     Refused { dir: PathBuf, kind: FailureKind, message: String },
+    /// The monitor does not hold that container (never created here, or its output ended).
+    #[error("monitor {}: no container {id}", dir.display())]
+    NoSuchContainer { dir: PathBuf, id: ContainerId },
+    /// The OCI runtime could not start the exec's process; `message` is its own.
+    #[error("monitor {}: exec in {id} with {}: {message}", dir.display(), runtime.display())]
+    Exec { dir: PathBuf, id: ContainerId, runtime: PathBuf, message: String },
+    /// The monitor predates what was asked of it (it was started by an older crisp).
+    #[error("monitor {}: speaks protocol {protocol}, {needed} needed for {what}", dir.display())]
+    TooOld { dir: PathBuf, protocol: u32, needed: u32, what: &'static str },
     #[error("exit file {}: {source}", path.display())]
     ExitFile { path: PathBuf, source: io::Error },
     #[error("exit file {}: {source}", path.display())]
@@ -74,6 +88,65 @@ pub struct CreateRequest {
     pub exit_file: PathBuf,
 }
 
+/// What a container has beyond the pause: [`Monitor::create_container`]. The default is the
+/// pause's: /dev/null stdio, no OOM check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdio: Option<ContainerStdio>,
+    /// The OCI spec's `cgroupsPath` (cgroupfs form, or systemd's `slice:prefix:name`), where
+    /// the monitor looks for an OOM kill when the init dies of SIGKILL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroups_path: Option<String>,
+}
+
+/// A container's stdio as the monitor serves it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStdio {
+    /// The CRI log file stdout and stderr go to (created if absent, appended to); none: the
+    /// output is read and dropped.
+    #[serde(default)]
+    pub log_path: Option<PathBuf>,
+    /// A terminal (the spec's `process.terminal` must say so too): the runtime hands the
+    /// monitor the pty master and its output is logged as stdout.
+    #[serde(default)]
+    pub tty: bool,
+    /// A stdin pipe the monitor holds open (without a tty); else stdin is /dev/null.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Recorded for attach (issue 6): stdin closes after the first attach ends.
+    #[serde(default)]
+    pub stdin_once: bool,
+}
+
+/// `<runtime> --root R [--systemd-cgroup] exec --process P <id>`, run by the monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub id: ContainerId,
+    pub runtime: PathBuf,
+    pub runtime_root: PathBuf,
+    pub systemd_cgroup: bool,
+    /// An OCI process JSON file the caller wrote.
+    pub process: PathBuf,
+    /// Killed after this; none: runs until it ends.
+    pub timeout_ms: Option<u64>,
+    /// Where the monitor writes `stdout` and `stderr` (made if absent).
+    pub output_dir: PathBuf,
+    /// The most each of `stdout` and `stderr` keeps; the rest is read and dropped.
+    pub cap_bytes: u64,
+}
+
+/// How an exec ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecResult {
+    /// The process's exit status, or 128 + the signal that ended it.
+    pub exit_code: i32,
+    /// It overran its timeout and was killed.
+    pub timed_out: bool,
+    /// stdout or stderr had more than `cap_bytes`.
+    pub truncated: bool,
+}
+
 /// Written atomically by the monitor when a container's init exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitRecord {
@@ -81,6 +154,10 @@ pub struct ExitRecord {
     pub exit_code: i32,
     /// When the monitor reaped it, in ns since the Unix epoch.
     pub finished_at_ns: i64,
+    /// It died of SIGKILL (or exited 137) and its memory cgroup counts an OOM kill. Absent in
+    /// records of protocol 1 monitors.
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 /// The exit a monitor recorded at `path`; `None` while the container has not exited.
@@ -100,6 +177,8 @@ pub fn read_exit(path: &Path) -> Result<Option<ExitRecord>, MonitorError> {
 pub struct Monitor {
     dir: PathBuf,
     pid: u32,
+    /// What its `hello` said: a monitor outlives upgrades of the daemon.
+    protocol: u32,
 }
 
 impl Monitor {
@@ -143,9 +222,9 @@ impl Monitor {
 
     /// Checks that the monitor that said it serves does answer.
     fn serving(dir: &Path, pid: u32) -> Result<Monitor, MonitorError> {
-        let monitor = Monitor { dir: dir.to_owned(), pid };
-        match monitor.request(&Request::Hello, REQUEST_TIMEOUT) {
-            Ok(Response::Hello { pid: answered, .. }) if answered == pid => Ok(monitor),
+        let monitor = Monitor { dir: dir.to_owned(), pid, protocol: 0 };
+        match monitor.request(&Request::Hello, Some(REQUEST_TIMEOUT)) {
+            Ok(Response::Hello { pid: answered, protocol }) if answered == pid => Ok(Monitor { protocol, ..monitor }),
             Ok(other) => Err(monitor.unexpected(other)),
             Err(e) => Err(MonitorError::Start { dir: dir.to_owned(), reason: e.to_string(), log: log_tail(dir) }),
         }
@@ -161,9 +240,9 @@ impl Monitor {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(io_error(dir, "pid file", source)),
         };
-        let probe = Monitor { dir: dir.to_owned(), pid: recorded };
-        match probe.request(&Request::Hello, REQUEST_TIMEOUT) {
-            Ok(Response::Hello { pid, .. }) if pid == recorded => Ok(Some(probe)),
+        let probe = Monitor { dir: dir.to_owned(), pid: recorded, protocol: 0 };
+        match probe.request(&Request::Hello, Some(REQUEST_TIMEOUT)) {
+            Ok(Response::Hello { pid, protocol }) if pid == recorded => Ok(Some(Monitor { protocol, ..probe })),
             Ok(other) => Err(probe.unexpected(other)),
             // A socket file nobody listens on is what a monitor that was killed leaves.
             Err(MonitorError::Io { source, .. })
@@ -176,11 +255,21 @@ impl Monitor {
     }
 
     /// Runs `<runtime> --root R [--systemd-cgroup] create --bundle B --pid-file P <id>` as its
-    /// child with stdio /dev/null (containers' stdio/logs come with issue 5) and returns the
-    /// container's init pid, or the runtime's error message.
+    /// child with stdio /dev/null (the pause) and returns the container's init pid, or the
+    /// runtime's error message.
     pub fn create(&self, request: &CreateRequest) -> Result<u32, MonitorError> {
+        self.create_container(request, &CreateOptions::default())
+    }
+
+    /// [`Monitor::create`] for a container: its stdio goes to its CRI log (or a tty), and an
+    /// init killed by SIGKILL is checked for an OOM kill in `options.cgroups_path`.
+    pub fn create_container(&self, request: &CreateRequest, options: &CreateOptions) -> Result<u32, MonitorError> {
+        if *options != CreateOptions::default() {
+            self.require(PROTOCOL_CONTAINERS, "container stdio and OOM checks")?;
+        }
+        let op = Request::Create(CreateOp { request: request.clone(), options: options.clone() });
         // The monitor answers once it has killed a runtime that overran; allow for that.
-        match self.request(&Request::Create(request.clone()), CREATE_TIMEOUT + REQUEST_TIMEOUT)? {
+        match self.request(&op, Some(CREATE_TIMEOUT + REQUEST_TIMEOUT))? {
             Response::Created { pid } => Ok(pid),
             Response::Failed { kind: FailureKind::Runtime, message } => Err(MonitorError::Runtime {
                 dir: self.dir.clone(),
@@ -192,10 +281,39 @@ impl Monitor {
         }
     }
 
+    /// Reopens the container's log file at its path (the kubelet has rotated it).
+    pub fn reopen_log(&self, id: &ContainerId) -> Result<(), MonitorError> {
+        self.require(PROTOCOL_CONTAINERS, "reopen_log")?;
+        match self.request(&Request::ReopenLog { id: id.clone() }, Some(REQUEST_TIMEOUT))? {
+            Response::LogReopened => Ok(()),
+            Response::Failed { kind: FailureKind::NotFound, .. } => {
+                Err(MonitorError::NoSuchContainer { dir: self.dir.clone(), id: id.clone() })
+            }
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    /// Runs a process in the container and waits for it (and its output) to end, or for its
+    /// timeout to kill it. Its output is in `request.output_dir`'s `stdout` and `stderr`.
+    pub fn exec(&self, request: &ExecRequest) -> Result<ExecResult, MonitorError> {
+        self.require(PROTOCOL_CONTAINERS, "exec")?;
+        let wait = request.timeout_ms.map(|ms| Duration::from_millis(ms) + EXEC_DRAIN + REQUEST_TIMEOUT);
+        match self.request(&Request::Exec(request.clone()), wait)? {
+            Response::Exec(result) => Ok(result),
+            Response::Failed { kind: FailureKind::Runtime, message } => Err(MonitorError::Exec {
+                dir: self.dir.clone(),
+                id: request.id.clone(),
+                runtime: request.runtime.clone(),
+                message,
+            }),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
     /// Asks the monitor to exit once none of its containers runs (at once if none does); it
-    /// takes no new containers after this.
+    /// takes no new containers or execs after this.
     pub fn shutdown(&self) -> Result<(), MonitorError> {
-        match self.request(&Request::Shutdown, REQUEST_TIMEOUT)? {
+        match self.request(&Request::Shutdown, Some(REQUEST_TIMEOUT))? {
             Response::ShuttingDown { .. } => Ok(()),
             other => Err(self.unexpected(other)),
         }
@@ -209,11 +327,24 @@ impl Monitor {
         &self.dir
     }
 
-    fn request(&self, request: &Request, timeout: Duration) -> Result<Response, MonitorError> {
+    pub fn protocol(&self) -> u32 {
+        self.protocol
+    }
+
+    fn require(&self, needed: u32, what: &'static str) -> Result<(), MonitorError> {
+        if self.protocol >= needed {
+            return Ok(());
+        }
+        Err(MonitorError::TooOld { dir: self.dir.clone(), protocol: self.protocol, needed, what })
+    }
+
+    /// One request on a connection of its own; `timeout` bounds the wait for the answer (none:
+    /// an exec without a timeout, which answers when it ends).
+    fn request(&self, request: &Request, timeout: Option<Duration>) -> Result<Response, MonitorError> {
         let io = |what, source| io_error(&self.dir, what, source);
         let mut stream = socket_path::with_socket_path(&self.dir.join(SOCKET), |p| UnixStream::connect(p))
             .map_err(|e| io("connect", e))?;
-        stream.set_read_timeout(Some(timeout)).map_err(|e| io("socket", e))?;
+        stream.set_read_timeout(timeout).map_err(|e| io("socket", e))?;
         stream.set_write_timeout(Some(REQUEST_TIMEOUT)).map_err(|e| io("socket", e))?;
         let mut line = serde_json::to_vec(request).expect("requests serialize");
         line.push(b'\n');
@@ -297,7 +428,10 @@ mod tests {
         let path = dir.path().join("exit.json");
         assert_eq!(read_exit(&path).unwrap(), None);
         fs::write(&path, r#"{"exit_code":137,"finished_at_ns":5}"#).unwrap();
-        assert_eq!(read_exit(&path).unwrap(), Some(ExitRecord { exit_code: 137, finished_at_ns: 5 }));
+        let protocol_1 = ExitRecord { exit_code: 137, finished_at_ns: 5, oom_killed: false };
+        assert_eq!(read_exit(&path).unwrap(), Some(protocol_1));
+        fs::write(&path, r#"{"exit_code":137,"finished_at_ns":5,"oom_killed":true}"#).unwrap();
+        assert!(read_exit(&path).unwrap().unwrap().oom_killed);
         fs::write(&path, "{").unwrap();
         assert!(matches!(read_exit(&path), Err(MonitorError::BadExitFile { .. })));
     }

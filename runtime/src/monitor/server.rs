@@ -1,32 +1,45 @@
 //! The monitor process itself: `crisp-monitor DIR`.
 //!
-//! One thread, one loop: poll(2) on the listening socket, a signalfd for SIGCHLD and the
-//! clients. Children are reaped only by `waitpid(-1, WNOHANG)` in that loop: runtimes it runs,
-//! container inits that reparent to it (it is their subreaper), and whatever orphans they
-//! leave. A per-child wait anywhere would race that and lose exit statuses.
+//! One thread, one loop: poll(2) on the listening socket, a signalfd for SIGCHLD, the clients,
+//! the containers' stdout/stderr pipes (or pty masters) and the execs' output pipes. Nothing in
+//! it blocks: pipes are non-blocking, and what waits (a create, an exec, an exit whose output
+//! is still draining) is state the loop comes back to. Children are reaped only by
+//! `waitpid(-1, WNOHANG)` in that loop: runtimes it runs, container inits that reparent to it
+//! (it is their subreaper), and whatever orphans they leave. A per-child wait anywhere would
+//! race that and lose exit statuses.
+//!
+//! Every descriptor the monitor makes is close-on-exec; a runtime it runs inherits only the
+//! stdio it is given, which a container's init keeps as its own (and nothing else).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, IoSliceMut, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigHandler, SigSet, Signal, kill, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, kill, killpg, signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::sys::stat::{Mode, umask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, chdir, dup2_stderr, dup2_stdin, dup2_stdout, fork, setsid};
+use nix::unistd::{ForkResult, Pid, chdir, dup2_stderr, dup2_stdin, dup2_stdout, fork, pipe2, setsid};
 
-use super::protocol::{FailureKind, MAX_LINE, PROTOCOL, Request, Response};
-use super::{CREATE_TIMEOUT, CreateRequest, ExitRecord, LOG, PID_FILE, SOCKET};
+use super::log::{self, LineSplitter, Stream};
+use super::protocol::{CreateOp, FailureKind, MAX_LINE, PROTOCOL, Request, Response};
+use super::{
+    CREATE_TIMEOUT, ContainerStdio, CreateOptions, CreateRequest, EXEC_DRAIN, ExecRequest, ExecResult, ExitRecord, LOG,
+    PID_FILE, SOCKET, oom, socket_path,
+};
 use crate::ContainerId;
 use crate::oci::{PATH_ENV, failure_message, global_args};
 
@@ -35,6 +48,11 @@ use crate::oci::{PATH_ENV, failure_message, global_args};
 const UNCLAIMED_TTL: Duration = Duration::from_secs(60);
 /// A client that does not take its answer within this is dropped.
 const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an exit record waits for the container's output to end: processes the init
+/// left behind (in a pod's shared PID namespace) may hold its pipes for good.
+const LOG_DRAIN: Duration = Duration::from_secs(2);
+/// The most one read takes from a pipe.
+const READ_CHUNK: usize = 32 * 1024;
 
 /// The `crisp-monitor` binary's main.
 pub fn main() -> ExitCode {
@@ -132,8 +150,8 @@ fn start_error(what: impl fmt::Display, e: impl fmt::Display) -> StartError {
     StartError(format!("{what}: {e}"))
 }
 
-/// A client connection. Requests on one connection are answered in order: while a create is
-/// running for it, its next lines wait in `buf`.
+/// A client connection. Requests on one connection are answered in order: while a create or
+/// an exec is running for it, its next lines wait in `buf`.
 struct Client {
     token: u64,
     stream: UnixStream,
@@ -145,16 +163,117 @@ struct Client {
 struct Creating {
     client: u64,
     request: CreateRequest,
+    options: CreateOptions,
+    /// The container's stdio in `Server::io`, already being read.
+    io: Option<u64>,
+    console: Option<ConsoleSocket>,
     pid_file: PathBuf,
     log_file: PathBuf,
     deadline: Instant,
     killed: bool,
 }
 
+/// Where the runtime hands over a tty container's pty master (`--console-socket`).
+struct ConsoleSocket {
+    listener: UnixListener,
+    path: PathBuf,
+    /// Keeps the path the runtime was given valid, when it goes through this directory.
+    _dir: Option<File>,
+}
+
 /// A container init the monitor waits for, keyed by its pid.
 struct Running {
     id: ContainerId,
     exit_file: PathBuf,
+    cgroups_path: Option<String>,
+    systemd_cgroup: bool,
+    io: Option<u64>,
+}
+
+/// An init that has exited, whose record waits until its output is read to the end (or
+/// `deadline`: processes it left behind may hold its pipes), so that a reader who sees the
+/// record finds the whole log.
+struct Exiting {
+    pid: Pid,
+    running: Running,
+    exit: ExitRecord,
+    deadline: Instant,
+}
+
+/// A container's stdio as the monitor holds it, from its create until its output ends.
+struct ContainerIo {
+    id: ContainerId,
+    log_path: Option<PathBuf>,
+    log: Option<File>,
+    /// stdout and stderr pipes, or the pty master; `None` once at EOF.
+    streams: Vec<OutputStream>,
+    /// The write end of the container's stdin pipe, held so that it does not see EOF (attach
+    /// will write to it).
+    _stdin: Option<OwnedFd>,
+    /// Its init's exit is recorded: what is left is reading its output to the end.
+    exited: bool,
+    /// A failing log is noted once, not per line.
+    log_failed: bool,
+}
+
+struct OutputStream {
+    fd: Option<OwnedFd>,
+    stream: Stream,
+    splitter: LineSplitter,
+}
+
+impl ContainerIo {
+    fn open(&self) -> bool {
+        self.streams.iter().any(|s| s.fd.is_some())
+    }
+}
+
+/// A `runtime exec` the monitor is running, keyed by a token of its own: the runtime's pid is
+/// no key once reaped, while its output may still be draining.
+struct Exec {
+    client: u64,
+    request: ExecRequest,
+    /// Until reaped.
+    runtime_pid: Option<Pid>,
+    stdout: ExecOutput,
+    stderr: ExecOutput,
+    pid_file: PathBuf,
+    log_file: PathBuf,
+    deadline: Option<Instant>,
+    timed_out: bool,
+    /// How the runtime ended, and until when its output is still read.
+    ended: Option<(WaitStatus, Instant)>,
+}
+
+/// One of an exec's output files, capped.
+struct ExecOutput {
+    pipe: Option<OwnedFd>,
+    file: File,
+    written: u64,
+    truncated: bool,
+}
+
+impl ExecOutput {
+    /// Keeps what fits under `cap`; the rest is only counted as truncation.
+    fn write(&mut self, data: &[u8], cap: u64) -> io::Result<()> {
+        let room = cap.saturating_sub(self.written);
+        let keep = data.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        if keep < data.len() {
+            self.truncated = true;
+        }
+        self.written += keep as u64;
+        self.file.write_all(&data[..keep])
+    }
+}
+
+/// What a descriptor the loop polls belongs to.
+#[derive(Clone, Copy)]
+enum Source {
+    Listener,
+    Signals,
+    Client(u64),
+    Log(u64, usize),
+    ExecOut(u64, Stream),
 }
 
 /// An exit reaped before anyone claimed the pid.
@@ -169,11 +288,17 @@ struct Server {
     listener: UnixListener,
     signals: SignalFd,
     clients: Vec<Client>,
+    /// Tokens for clients, container stdio and execs.
     next_token: u64,
     creating: HashMap<Pid, Creating>,
     running: HashMap<Pid, Running>,
+    exiting: Vec<Exiting>,
+    io: HashMap<u64, ContainerIo>,
+    execs: HashMap<u64, Exec>,
     unclaimed: HashMap<Pid, Unclaimed>,
     shutting_down: bool,
+    /// One log record being assembled, reused.
+    record: Vec<u8>,
 }
 
 impl Server {
@@ -208,16 +333,7 @@ impl Server {
         if super::socket_path::with_socket_path(&socket, |p| UnixStream::connect(p)).is_ok() {
             return Err(StartError(format!("another monitor serves {}", dir.display())));
         }
-        match fs::remove_file(&socket) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(start_error(socket.display(), e)),
-        }
-        let listener = super::socket_path::with_socket_path(&socket, |p| UnixListener::bind(p))
-            .map_err(|e| start_error(socket.display(), e))?;
-        fs::set_permissions(&socket, fs::Permissions::from_mode(0o600))
-            .map_err(|e| start_error(socket.display(), e))?;
-        listener.set_nonblocking(true).map_err(|e| start_error(socket.display(), e))?;
+        let listener = bind_private(&socket).map_err(|e| start_error(socket.display(), e))?;
         let pid = std::process::id();
         let pid_path = dir.join(PID_FILE);
         write_atomic(&pid_path, format!("{pid}\n").as_bytes()).map_err(|e| start_error(pid_path.display(), e))?;
@@ -231,8 +347,12 @@ impl Server {
             next_token: 0,
             creating: HashMap::new(),
             running: HashMap::new(),
+            exiting: Vec::new(),
+            io: HashMap::new(),
+            execs: HashMap::new(),
             unclaimed: HashMap::new(),
             shutting_down: false,
+            record: Vec::new(),
         };
         server.note(format_args!("serving {} as pid {pid}", server.dir.display()));
         report(&format!("ready {pid}"));
@@ -241,37 +361,32 @@ impl Server {
     }
 
     fn run(mut self) {
-        while !(self.shutting_down && self.running.is_empty() && self.creating.is_empty()) {
-            let waiting: Vec<u64> = self.clients.iter().filter(|c| !c.busy).map(|c| c.token).collect();
-            let (listener_ready, signals_ready, readable) = {
-                let mut fds = vec![
-                    PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
-                    PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
-                ];
-                let clients = self.clients.iter().filter(|c| !c.busy);
-                fds.extend(clients.map(|c| PollFd::new(c.stream.as_fd(), PollFlags::POLLIN)));
-                match poll(&mut fds, self.poll_timeout()) {
-                    Ok(_) => {}
-                    Err(Errno::EINTR) => continue,
-                    Err(e) => {
-                        self.note(format_args!("poll: {e}; exiting"));
-                        break;
-                    }
+        let mut chunk = vec![0u8; READ_CHUNK];
+        while !(self.shutting_down
+            && self.running.is_empty()
+            && self.creating.is_empty()
+            && self.exiting.is_empty()
+            && self.execs.is_empty())
+        {
+            let ready = match self.wait() {
+                Ok(ready) => ready,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    self.note(format_args!("poll: {e}; exiting"));
+                    break;
                 }
-                let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-                let readable: Vec<u64> =
-                    waiting.iter().zip(&fds[2..]).filter(|(_, fd)| ready(fd)).map(|(&t, _)| t).collect();
-                (ready(&fds[0]), ready(&fds[1]), readable)
             };
-            if signals_ready {
-                while let Ok(Some(_)) = self.signals.read_signal() {}
-                self.reap();
-            }
-            if listener_ready {
-                self.accept();
-            }
-            for token in readable {
-                self.read_client(token);
+            for source in ready {
+                match source {
+                    Source::Signals => {
+                        while let Ok(Some(_)) = self.signals.read_signal() {}
+                        self.reap();
+                    }
+                    Source::Listener => self.accept(),
+                    Source::Client(token) => self.read_client(token),
+                    Source::Log(key, index) => self.read_log(key, index, &mut chunk),
+                    Source::ExecOut(key, stream) => self.read_exec(key, stream, &mut chunk),
+                }
             }
             self.enforce_deadlines();
         }
@@ -280,15 +395,53 @@ impl Server {
         self.note(format_args!("exiting"));
     }
 
-    /// Until the earliest create deadline; forever when none is pending.
+    /// Polls every descriptor the monitor serves; what is ready, in the order handled.
+    fn wait(&self) -> Result<Vec<Source>, Errno> {
+        let mut sources = vec![Source::Signals, Source::Listener];
+        let mut fds = vec![
+            PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
+        ];
+        for client in self.clients.iter().filter(|c| !c.busy) {
+            sources.push(Source::Client(client.token));
+            fds.push(PollFd::new(client.stream.as_fd(), PollFlags::POLLIN));
+        }
+        for (&key, io) in &self.io {
+            for (index, stream) in io.streams.iter().enumerate() {
+                if let Some(fd) = &stream.fd {
+                    sources.push(Source::Log(key, index));
+                    fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                }
+            }
+        }
+        for (&key, exec) in &self.execs {
+            for (stream, output) in [(Stream::Stdout, &exec.stdout), (Stream::Stderr, &exec.stderr)] {
+                if let Some(pipe) = &output.pipe {
+                    sources.push(Source::ExecOut(key, stream));
+                    fds.push(PollFd::new(pipe.as_fd(), PollFlags::POLLIN));
+                }
+            }
+        }
+        poll(&mut fds, self.poll_timeout())?;
+        // Hang-ups and errors count as ready: the read that follows sees them.
+        let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+        Ok(sources.into_iter().zip(&fds).filter(|(_, fd)| ready(fd)).map(|(s, _)| s).collect())
+    }
+
+    /// Until the earliest deadline of a create, an exec, or an exit waiting for its output;
+    /// forever when none is pending.
     fn poll_timeout(&self) -> PollTimeout {
-        let now = Instant::now();
-        let next =
-            self.creating.values().filter(|c| !c.killed).map(|c| c.deadline.saturating_duration_since(now)).min();
+        let creates = self.creating.values().filter(|c| !c.killed).map(|c| c.deadline);
+        let execs = self.execs.values().filter_map(|e| match e.ended {
+            Some((_, drain)) => Some(drain),
+            None if e.timed_out => None,
+            None => e.deadline,
+        });
+        let exits = self.exiting.iter().map(|e| e.deadline);
+        let Some(next) = creates.chain(execs).chain(exits).min() else { return PollTimeout::NONE };
         // Rounded up so the loop does not spin for the last sub-millisecond.
-        next.map_or(PollTimeout::NONE, |d| {
-            PollTimeout::try_from(d + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX)
-        })
+        let left = next.saturating_duration_since(Instant::now()) + Duration::from_millis(1);
+        PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
     }
 
     fn reap(&mut self) {
@@ -302,17 +455,16 @@ impl Server {
                 }
                 Ok(status) => status,
             };
-            let (pid, exit_code) = match status {
-                WaitStatus::Exited(pid, code) => (pid, code),
-                WaitStatus::Signaled(pid, signal, _) => (pid, 128 + signal as i32),
-                // Stops and continues are not asked for.
-                _ => continue,
-            };
-            let exit = ExitRecord { exit_code, finished_at_ns: now_ns() };
+            let Some((pid, exit_code)) = exit_code(status) else { continue };
+            let exit = ExitRecord { exit_code, finished_at_ns: now_ns(), oom_killed: false };
             if let Some(creating) = self.creating.remove(&pid) {
                 self.finish_create(creating, status);
             } else if let Some(running) = self.running.remove(&pid) {
-                self.record_exit(pid, &running, exit);
+                self.init_exited(pid, running, exit);
+            } else if let Some((&key, exec)) = self.execs.iter_mut().find(|(_, e)| e.runtime_pid == Some(pid)) {
+                exec.runtime_pid = None;
+                exec.ended = Some((status, Instant::now() + EXEC_DRAIN));
+                self.finish_exec(key);
             } else {
                 self.unclaimed.insert(pid, Unclaimed { exit, reaped: Instant::now() });
             }
@@ -330,8 +482,8 @@ impl Server {
                         self.note(format_args!("client socket: {e}"));
                         continue;
                     }
-                    self.next_token += 1;
-                    self.clients.push(Client { token: self.next_token, stream, buf: Vec::new(), busy: false });
+                    let token = self.token();
+                    self.clients.push(Client { token, stream, buf: Vec::new(), busy: false });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -341,6 +493,11 @@ impl Server {
                 }
             }
         }
+    }
+
+    fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
     }
 
     fn client(&mut self, token: u64) -> Option<&mut Client> {
@@ -383,6 +540,22 @@ impl Server {
         }
     }
 
+    /// A client's answer is coming later (create, exec): hold its next requests until then.
+    fn hold(&mut self, token: u64) {
+        if let Some(client) = self.client(token) {
+            client.busy = true;
+        }
+    }
+
+    /// The late answer, and then the requests that waited for it.
+    fn reply_late(&mut self, token: u64, response: Response) {
+        self.reply(token, response);
+        if let Some(client) = self.client(token) {
+            client.busy = false;
+        }
+        self.serve_lines(token);
+    }
+
     fn handle(&mut self, token: u64, line: &[u8]) {
         let request = match serde_json::from_slice::<Request>(line) {
             Ok(request) => request,
@@ -395,123 +568,273 @@ impl Server {
             Request::Hello => self.reply(token, Response::Hello { protocol: PROTOCOL, pid: std::process::id() }),
             Request::Shutdown => {
                 self.shutting_down = true;
-                let running = self.running.len() + self.creating.len();
+                let running = self.running.len() + self.creating.len() + self.exiting.len();
                 self.note(format_args!("shutdown asked; {running} containers left"));
                 self.reply(token, Response::ShuttingDown { running });
             }
-            Request::Create(request) => self.create(token, request),
+            Request::Create(CreateOp { request, options }) => self.create(token, request, options),
+            Request::ReopenLog { id } => {
+                let response = self.reopen_log(&id);
+                self.reply(token, response);
+            }
+            Request::Exec(request) => self.exec(token, request),
         }
     }
 
-    fn create(&mut self, token: u64, request: CreateRequest) {
+    fn create(&mut self, token: u64, request: CreateRequest, options: CreateOptions) {
         if self.shutting_down {
             let message = "the monitor is shutting down".to_owned();
             return self.reply(token, Response::Failed { kind: FailureKind::ShuttingDown, message });
         }
         let taken = self.creating.values().any(|c| c.request.id == request.id)
-            || self.running.values().any(|r| r.id == request.id);
+            || self.running.values().any(|r| r.id == request.id)
+            || self.exiting.iter().any(|e| e.running.id == request.id);
         if taken {
             let message = format!("container {} is already here", request.id);
             return self.reply(token, Response::Failed { kind: FailureKind::BadRequest, message });
         }
         let pid_file = self.dir.join(format!("{}.pid", request.id));
         let log_file = self.dir.join(format!("{}.create.log", request.id));
-        for stale in [&pid_file, &log_file] {
+        let console_path = self.dir.join(format!("{}.console", request.id));
+        for stale in [&pid_file, &log_file, &console_path] {
             let _ = fs::remove_file(stale);
         }
         let mut args: Vec<OsString> = global_args(&request.runtime_root, request.systemd_cgroup, &log_file);
         args.extend(["create".into(), "--bundle".into(), request.bundle.clone().into(), "--pid-file".into()]);
-        args.extend([pid_file.clone().into(), request.id.as_str().into()]);
-        // The runtime's stdio becomes the container's: /dev/null until containers get logs.
+        args.push(pid_file.clone().into());
+
+        // The runtime's stdio becomes the container's: /dev/null for the pause, pipes the
+        // monitor reads for a container, or a pty it receives.
+        let mut stdio = ChildStdio::null();
+        let mut console = None;
+        let mut io = None;
+        if let Some(wanted) = &options.stdio {
+            let prepared = self.prepare_stdio(&request.id, wanted, &console_path);
+            let (child, container_io, console_socket, runtime_path) = match prepared {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    let message = format!("stdio for {}: {e}", request.id);
+                    self.note(format_args!("create {}: {message}", request.id));
+                    return self.reply(token, Response::Failed { kind: FailureKind::Internal, message });
+                }
+            };
+            if let Some(path) = runtime_path {
+                args.extend(["--console-socket".into(), path.into()]);
+            }
+            stdio = child;
+            console = console_socket;
+            let key = self.token();
+            self.io.insert(key, container_io);
+            io = Some(key);
+        }
+        args.push(request.id.as_str().into());
         let spawned = Command::new(&request.runtime)
             .args(&args)
             .env_clear()
             .env("PATH", PATH_ENV)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdin(stdio.stdin)
+            .stdout(stdio.stdout)
+            .stderr(stdio.stderr)
             .spawn();
-        // The Child handle is dropped unwaited: the loop's waitpid(-1) reaps it.
+        // The Command is gone with this statement, and with it the monitor's copies of the
+        // container's pipe ends: only the runtime (then the init) holds them, so EOF comes
+        // when the container's last process closes them.
         let pid = match spawned {
+            // The Child handle is dropped unwaited: the loop's waitpid(-1) reaps it.
             Ok(child) => Pid::from_raw(child.id() as i32),
             Err(e) => {
                 let message = format!("cannot run {}: {e}", request.runtime.display());
                 self.note(format_args!("create {}: {message}", request.id));
+                self.discard_stdio(io, console);
                 return self.reply(token, Response::Failed { kind: FailureKind::Runtime, message });
             }
         };
-        self.note(format_args!("create {}: {} runs as pid {pid}", request.id, request.runtime.display()));
-        if let Some(client) = self.client(token) {
-            client.busy = true;
-        }
+        self.note(format_args!(
+            "create {}: {} runs as pid {pid}; stdio {:?}",
+            request.id,
+            request.runtime.display(),
+            options.stdio
+        ));
+        self.hold(token);
         let deadline = Instant::now() + CREATE_TIMEOUT;
-        self.creating.insert(pid, Creating { client: token, request, pid_file, log_file, deadline, killed: false });
+        let creating =
+            Creating { client: token, request, options, io, console, pid_file, log_file, deadline, killed: false };
+        self.creating.insert(pid, creating);
+    }
+
+    /// The runtime's stdio for a container, what the monitor keeps of it, and for a tty the
+    /// console socket (and the path the runtime can reach it by).
+    fn prepare_stdio(
+        &self,
+        id: &ContainerId,
+        wanted: &ContainerStdio,
+        console_path: &Path,
+    ) -> io::Result<(ChildStdio, ContainerIo, Option<ConsoleSocket>, Option<PathBuf>)> {
+        let log = wanted.log_path.as_deref().map(log::open).transpose()?;
+        let mut io = ContainerIo {
+            id: id.clone(),
+            log_path: wanted.log_path.clone(),
+            log,
+            streams: Vec::new(),
+            _stdin: None,
+            exited: false,
+            log_failed: false,
+        };
+        let mut child = ChildStdio::null();
+        if wanted.tty {
+            let listener = bind_private(console_path)?;
+            let (runtime_path, dir) = socket_path::reachable_path(console_path)?;
+            let console = ConsoleSocket { listener, path: console_path.to_owned(), _dir: dir };
+            return Ok((child, io, Some(console), Some(runtime_path)));
+        }
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let (read, write) = pipe()?;
+            fcntl(&read, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+            io.streams.push(OutputStream { fd: Some(read), stream, splitter: LineSplitter::default() });
+            match stream {
+                Stream::Stdout => child.stdout = write.into(),
+                Stream::Stderr => child.stderr = write.into(),
+            }
+        }
+        if wanted.stdin {
+            let (read, write) = pipe()?;
+            child.stdin = read.into();
+            io._stdin = Some(write);
+        }
+        Ok((child, io, None, None))
+    }
+
+    fn discard_stdio(&mut self, io: Option<u64>, console: Option<ConsoleSocket>) {
+        if let Some(key) = io {
+            self.io.remove(&key);
+        }
+        if let Some(console) = console {
+            let _ = fs::remove_file(&console.path);
+        }
     }
 
     /// The runtime has exited: answer its client with the init pid or the runtime's error.
     fn finish_create(&mut self, creating: Creating, status: WaitStatus) {
-        let Creating { client, request, pid_file, log_file, killed, .. } = creating;
+        let Creating { client, request, options, io, console, pid_file, log_file, killed, .. } = creating;
         let log = fs::read(&log_file).unwrap_or_default();
         let pid_text = fs::read_to_string(&pid_file);
         for done in [&pid_file, &log_file] {
             let _ = fs::remove_file(done);
         }
-        let response = match status {
-            _ if killed => Response::Failed {
+        let init = match status {
+            _ if killed => Err(Response::Failed {
                 kind: FailureKind::Runtime,
                 message: format!("no answer within {}s, killed", CREATE_TIMEOUT.as_secs()),
-            },
+            }),
             WaitStatus::Exited(_, 0) => match pid_text.map(|t| t.trim().parse::<i32>()) {
-                Ok(Ok(init)) if init > 0 => {
-                    self.adopt(Pid::from_raw(init), &request);
-                    Response::Created { pid: init as u32 }
-                }
-                Ok(_) => Response::Failed {
+                Ok(Ok(init)) if init > 0 => Ok(Pid::from_raw(init)),
+                Ok(_) => Err(Response::Failed {
                     kind: FailureKind::Internal,
                     message: format!("{} holds no pid", pid_file.display()),
-                },
-                Err(e) => Response::Failed {
+                }),
+                Err(e) => Err(Response::Failed {
                     kind: FailureKind::Internal,
                     message: format!("runtime exited 0 but {}: {e}", pid_file.display()),
-                },
+                }),
             },
-            _ => {
-                Response::Failed { kind: FailureKind::Runtime, message: failure_message(&log, b"", Described(status)) }
+            _ => Err(Response::Failed {
+                kind: FailureKind::Runtime,
+                message: failure_message(&log, b"", Described(status)),
+            }),
+        };
+        let response = match init {
+            Ok(init) => {
+                // The runtime sent the pty master before it exited: it waits in the socket.
+                let received = console.as_ref().map(|c| receive_console(&c.listener));
+                let response = match (received, io) {
+                    (Some(Ok(master)), Some(key)) => {
+                        if let Some(io) = self.io.get_mut(&key) {
+                            let splitter = LineSplitter::default();
+                            io.streams.push(OutputStream { fd: Some(master), stream: Stream::Stdout, splitter });
+                        }
+                        Response::Created { pid: init.as_raw() as u32 }
+                    }
+                    (Some(Err(e)), _) => Response::Failed {
+                        kind: FailureKind::Runtime,
+                        message: format!("the runtime sent no terminal on its console socket: {e}"),
+                    },
+                    _ => Response::Created { pid: init.as_raw() as u32 },
+                };
+                // Its exit is recorded even when the create failed here: it is our child now.
+                self.adopt(init, &request, &options, io);
+                response
+            }
+            Err(response) => {
+                self.discard_stdio(io, None);
+                response
             }
         };
+        if let Some(console) = console {
+            let _ = fs::remove_file(&console.path);
+        }
         match &response {
             Response::Created { pid } => self.note(format_args!("create {}: init pid {pid}", request.id)),
             Response::Failed { message, .. } => self.note(format_args!("create {}: failed: {message}", request.id)),
             _ => {}
         }
-        self.reply(client, response);
-        if let Some(c) = self.client(client) {
-            c.busy = false;
-        }
-        self.serve_lines(client);
+        self.reply_late(client, response);
     }
 
     /// Starts waiting for a new container's init, or records its exit at once if it has
     /// already been reaped.
-    fn adopt(&mut self, init: Pid, request: &CreateRequest) {
-        let running = Running { id: request.id.clone(), exit_file: request.exit_file.clone() };
+    fn adopt(&mut self, init: Pid, request: &CreateRequest, options: &CreateOptions, io: Option<u64>) {
+        let running = Running {
+            id: request.id.clone(),
+            exit_file: request.exit_file.clone(),
+            cgroups_path: options.cgroups_path.clone(),
+            systemd_cgroup: request.systemd_cgroup,
+            io,
+        };
         // A reaped pid of the same number is this init only if no child of ours has that pid
         // now; otherwise the number was reused and the init is alive (or not yet reaped).
         let unclaimed = self.unclaimed.remove(&init);
         match unclaimed {
-            Some(unclaimed) if !is_our_child(init) => self.record_exit(init, &running, unclaimed.exit),
+            Some(unclaimed) if !is_our_child(init) => self.init_exited(init, running, unclaimed.exit),
             _ => {
                 self.running.insert(init, running);
             }
         }
     }
 
+    /// An init was reaped: checks for an OOM kill while its cgroup is still there, then
+    /// records the exit, once its output has been read to the end.
+    fn init_exited(&mut self, pid: Pid, running: Running, mut exit: ExitRecord) {
+        if exit.exit_code == 128 + libc::SIGKILL {
+            if let Some(path) = &running.cgroups_path {
+                exit.oom_killed = oom::oom_killed(path, running.systemd_cgroup);
+            }
+        }
+        let draining = running.io.and_then(|key| self.io.get(&key)).is_some_and(ContainerIo::open);
+        if draining {
+            self.exiting.push(Exiting { pid, running, exit, deadline: Instant::now() + LOG_DRAIN });
+        } else {
+            self.finish_exit(pid, running, exit);
+        }
+    }
+
+    fn finish_exit(&mut self, pid: Pid, running: Running, exit: ExitRecord) {
+        self.record_exit(pid, &running, exit);
+        let Some(key) = running.io else { return };
+        let Some(io) = self.io.get_mut(&key) else { return };
+        io.exited = true;
+        io._stdin = None;
+        if !io.open() {
+            self.io.remove(&key);
+        }
+    }
+
     fn record_exit(&mut self, pid: Pid, running: &Running, exit: ExitRecord) {
         let bytes = serde_json::to_vec(&exit).expect("exit records serialize");
+        let oom = if exit.oom_killed { " (OOM killed)" } else { "" };
         match write_atomic(&running.exit_file, &bytes) {
-            Ok(()) => self.note(format_args!("container {} (pid {pid}) exited: {}", running.id, exit.exit_code)),
+            Ok(()) => self.note(format_args!("container {} (pid {pid}) exited: {}{oom}", running.id, exit.exit_code)),
             Err(e) => self.note(format_args!(
-                "container {} (pid {pid}) exited: {}, but {}: {e}",
+                "container {} (pid {pid}) exited: {}{oom}, but {}: {e}",
                 running.id,
                 exit.exit_code,
                 running.exit_file.display()
@@ -519,7 +842,192 @@ impl Server {
         }
     }
 
-    /// Kills runtimes that overran; they are answered for when reaped.
+    /// Reads what one of a container's streams has and appends it to its log.
+    fn read_log(&mut self, key: u64, index: usize, chunk: &mut [u8]) {
+        let Some(io) = self.io.get_mut(&key) else { return };
+        let Some(stream) = io.streams.get_mut(index) else { return };
+        let Some(fd) = &stream.fd else { return };
+        let n = match nix::unistd::read(fd, chunk) {
+            Ok(n) => n,
+            Err(Errno::EAGAIN | Errno::EINTR) => return,
+            // EIO is a pty whose every slave is closed: the end, as EOF is for a pipe.
+            Err(_) => 0,
+        };
+        let stamp = log::timestamp(SystemTime::now());
+        let mut failure = None;
+        let (log, record, kind) = (&mut io.log, &mut self.record, stream.stream);
+        let mut emit = |tag, text: &[u8]| {
+            if let Some(file) = log.as_mut() {
+                if let Err(e) = log::write_record(file, record, &stamp, kind, tag, text) {
+                    failure = Some(e);
+                }
+            }
+        };
+        if n == 0 {
+            stream.splitter.finish(&mut emit);
+            stream.fd = None;
+        } else {
+            stream.splitter.feed(&chunk[..n], &mut emit);
+        }
+        if let Some(e) = failure.filter(|_| !io.log_failed) {
+            io.log_failed = true;
+            let (id, path) = (io.id.clone(), io.log_path.clone().unwrap_or_default());
+            self.note(format_args!("container {id}: log {}: {e}; its output is dropped", path.display()));
+        }
+        if n == 0 {
+            self.stream_closed(key);
+        }
+    }
+
+    /// A stream has ended: an exit waiting for it may be recorded, finished stdio dropped.
+    fn stream_closed(&mut self, key: u64) {
+        let Some(io) = self.io.get(&key) else { return };
+        if io.open() {
+            return;
+        }
+        if io.exited {
+            self.io.remove(&key);
+            return;
+        }
+        if let Some(index) = self.exiting.iter().position(|e| e.running.io == Some(key)) {
+            let Exiting { pid, running, exit, .. } = self.exiting.swap_remove(index);
+            self.finish_exit(pid, running, exit);
+        }
+    }
+
+    fn reopen_log(&mut self, id: &ContainerId) -> Response {
+        let Some(io) = self.io.values_mut().find(|io| &io.id == id && !io.exited) else {
+            let message = format!("no container {id} with stdio here");
+            return Response::Failed { kind: FailureKind::NotFound, message };
+        };
+        let Some(path) = io.log_path.clone() else {
+            let message = format!("container {id} has no log");
+            return Response::Failed { kind: FailureKind::BadRequest, message };
+        };
+        match log::open(&path) {
+            Ok(file) => {
+                io.log = Some(file);
+                io.log_failed = false;
+                self.note(format_args!("container {id}: log {} reopened", path.display()));
+                Response::LogReopened
+            }
+            Err(e) => {
+                // The old file stays in use: output is not lost for a failed reopen.
+                let message = format!("reopening {}: {e}", path.display());
+                Response::Failed { kind: FailureKind::Internal, message }
+            }
+        }
+    }
+
+    fn exec(&mut self, token: u64, request: ExecRequest) {
+        if self.shutting_down {
+            let message = "the monitor is shutting down".to_owned();
+            return self.reply(token, Response::Failed { kind: FailureKind::ShuttingDown, message });
+        }
+        let key = self.token();
+        let pid_file = self.dir.join(format!("exec-{key}.pid"));
+        let log_file = self.dir.join(format!("exec-{key}.log"));
+        let prepared = (|| -> io::Result<_> {
+            DirBuilder::new().recursive(true).mode(0o700).create(&request.output_dir)?;
+            let (stdout, stdout_child) = exec_output(&request.output_dir.join("stdout"))?;
+            let (stderr, stderr_child) = exec_output(&request.output_dir.join("stderr"))?;
+            Ok((stdout, stderr, stdout_child, stderr_child))
+        })();
+        let (stdout, stderr, stdout_child, stderr_child) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                let message = format!("exec output in {}: {e}", request.output_dir.display());
+                return self.reply(token, Response::Failed { kind: FailureKind::Internal, message });
+            }
+        };
+        let mut args: Vec<OsString> = global_args(&request.runtime_root, request.systemd_cgroup, &log_file);
+        args.extend(["exec".into(), "--process".into(), request.process.clone().into(), "--pid-file".into()]);
+        args.extend([pid_file.clone().into(), request.id.as_str().into()]);
+        let spawned = Command::new(&request.runtime)
+            .args(&args)
+            .env_clear()
+            .env("PATH", PATH_ENV)
+            .stdin(Stdio::null())
+            .stdout(stdout_child)
+            .stderr(stderr_child)
+            // Its own group, so that a timeout kills the runtime and whatever helpers it has.
+            .process_group(0)
+            .spawn();
+        let pid = match spawned {
+            Ok(child) => Pid::from_raw(child.id() as i32),
+            Err(e) => {
+                let message = format!("cannot run {}: {e}", request.runtime.display());
+                return self.reply(token, Response::Failed { kind: FailureKind::Runtime, message });
+            }
+        };
+        self.note(format_args!("exec {key} in {}: {} runs as pid {pid}", request.id, request.runtime.display()));
+        self.hold(token);
+        let deadline = request.timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
+        let exec = Exec {
+            client: token,
+            request,
+            runtime_pid: Some(pid),
+            stdout,
+            stderr,
+            pid_file,
+            log_file,
+            deadline,
+            timed_out: false,
+            ended: None,
+        };
+        self.execs.insert(key, exec);
+    }
+
+    fn read_exec(&mut self, key: u64, stream: Stream, chunk: &mut [u8]) {
+        let Some(exec) = self.execs.get_mut(&key) else { return };
+        let cap = exec.request.cap_bytes;
+        let output = if stream == Stream::Stdout { &mut exec.stdout } else { &mut exec.stderr };
+        let Some(pipe) = &output.pipe else { return };
+        let n = match nix::unistd::read(pipe, chunk) {
+            Ok(n) => n,
+            Err(Errno::EAGAIN | Errno::EINTR) => return,
+            Err(_) => 0,
+        };
+        if n == 0 {
+            output.pipe = None;
+            return self.finish_exec(key);
+        }
+        if let Err(e) = output.write(&chunk[..n], cap) {
+            // The caller finds a short file; the process is not held up for it.
+            output.truncated = true;
+            output.written = cap;
+            self.note(format_args!("exec {key}: writing its {stream:?}: {e}"));
+        }
+    }
+
+    /// Answers for an exec once the runtime has exited and its output ended (or stopped
+    /// being waited for).
+    fn finish_exec(&mut self, key: u64) {
+        let Some(exec) = self.execs.get(&key) else { return };
+        let Some((status, drain)) = exec.ended else { return };
+        let drained = exec.stdout.pipe.is_none() && exec.stderr.pipe.is_none();
+        if !drained && Instant::now() < drain {
+            return;
+        }
+        let exec = self.execs.remove(&key).expect("looked up above");
+        let started = exec.pid_file.exists();
+        let log = fs::read(&exec.log_file).unwrap_or_default();
+        for done in [&exec.pid_file, &exec.log_file] {
+            let _ = fs::remove_file(done);
+        }
+        let exit_code = exit_code(status).map_or(-1, |(_, code)| code);
+        let response = if started || exec.timed_out {
+            let truncated = exec.stdout.truncated || exec.stderr.truncated;
+            Response::Exec(ExecResult { exit_code, timed_out: exec.timed_out, truncated })
+        } else {
+            Response::Failed { kind: FailureKind::Runtime, message: failure_message(&log, b"", Described(status)) }
+        };
+        self.note(format_args!("exec {key} in {}: {response:?}", exec.request.id));
+        self.reply_late(exec.client, response);
+    }
+
+    /// Kills runtimes and execs that overran (answered for when reaped), and records exits
+    /// whose output took too long to end.
     fn enforce_deadlines(&mut self) {
         let now = Instant::now();
         let mut overdue = Vec::new();
@@ -533,6 +1041,37 @@ impl Server {
             // Not reaped yet, so the pid is still that runtime's.
             let _ = kill(pid, Signal::SIGKILL);
             self.note(format_args!("create {id}: runtime pid {pid} overran, killed"));
+        }
+
+        let mut timed_out = Vec::new();
+        for (&key, exec) in &mut self.execs {
+            let Some(runtime) = exec.runtime_pid else { continue };
+            if !exec.timed_out && exec.deadline.is_some_and(|d| d <= now) {
+                exec.timed_out = true;
+                timed_out.push((key, runtime, exec.pid_file.clone()));
+            }
+        }
+        for (key, runtime, pid_file) in timed_out {
+            // The process runs in the container's session, not the runtime's group: it is
+            // killed by the pid the runtime wrote (the runtime, its parent, has not been
+            // reaped, so it cannot have been reaped either), then the runtime's group.
+            let process = fs::read_to_string(&pid_file).ok().and_then(|t| t.trim().parse::<i32>().ok());
+            if let Some(process) = process.filter(|&p| p > 0) {
+                let _ = kill(Pid::from_raw(process), Signal::SIGKILL);
+            }
+            let _ = killpg(runtime, Signal::SIGKILL);
+            self.note(format_args!("exec {key}: overran its timeout, killed"));
+        }
+        let drained: Vec<u64> =
+            self.execs.iter().filter(|(_, e)| e.ended.is_some_and(|(_, d)| d <= now)).map(|(&k, _)| k).collect();
+        for key in drained {
+            self.finish_exec(key);
+        }
+
+        while let Some(index) = self.exiting.iter().position(|e| e.deadline <= now) {
+            let Exiting { pid, running, exit, .. } = self.exiting.swap_remove(index);
+            self.note(format_args!("container {}: output still open after its exit", running.id));
+            self.finish_exit(pid, running, exit);
         }
     }
 
@@ -549,6 +1088,84 @@ impl Server {
     fn note(&self, message: fmt::Arguments<'_>) {
         let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let _ = writeln!(&self.log, "{}.{:03} {message}", since.as_secs(), since.subsec_millis());
+    }
+}
+
+/// The stdio a runtime is started with.
+struct ChildStdio {
+    stdin: Stdio,
+    stdout: Stdio,
+    stderr: Stdio,
+}
+
+impl ChildStdio {
+    fn null() -> ChildStdio {
+        ChildStdio { stdin: Stdio::null(), stdout: Stdio::null(), stderr: Stdio::null() }
+    }
+}
+
+/// A pipe whose both ends close on exec: only what is handed to a child as its stdio is
+/// inherited (the child's copy, made by dup2, does not carry the flag).
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(pipe2(OFlag::O_CLOEXEC)?)
+}
+
+/// An exec's output file, truncated, and the pipe end its runtime writes to.
+fn exec_output(path: &Path) -> io::Result<(ExecOutput, Stdio)> {
+    let file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let (read, write) = pipe()?;
+    fcntl(&read, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+    Ok((ExecOutput { pipe: Some(read), file, written: 0, truncated: false }, write.into()))
+}
+
+/// A listening socket only root can connect to, in place of whatever was at `path`.
+fn bind_private(path: &Path) -> io::Result<UnixListener> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = socket_path::with_socket_path(path, |p| UnixListener::bind(p))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// The pty master a runtime sent over the console socket (with `SCM_RIGHTS`, as runc's
+/// `--console-socket` does), already waiting: never blocks.
+fn receive_console(listener: &UnixListener) -> io::Result<OwnedFd> {
+    let (stream, _) = listener.accept()?;
+    let mut name = [0u8; 256];
+    let mut iov = [IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    // The runtime wrote it before it exited: nothing to wait for.
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC;
+    let message = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut space), flags)?;
+    let mut master = None;
+    for cmsg in message.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            for fd in fds {
+                // SAFETY: the kernel just installed this descriptor for us; nothing else owns it.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                // The first one is the master; any other is dropped (closed) here.
+                if master.is_none() {
+                    master = Some(fd);
+                }
+            }
+        }
+    }
+    let master = master.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no descriptor in the message"))?;
+    fcntl(&master, FcntlArg::F_SETFL(OFlag::O_NONBLOCK | OFlag::O_RDWR))?;
+    Ok(master)
+}
+
+/// The pid and exit code (128 + signal for a signal) of an ended child.
+fn exit_code(status: WaitStatus) -> Option<(Pid, i32)> {
+    match status {
+        WaitStatus::Exited(pid, code) => Some((pid, code)),
+        WaitStatus::Signaled(pid, signal, _) => Some((pid, 128 + signal as i32)),
+        // Stops and continues are not asked for.
+        _ => None,
     }
 }
 

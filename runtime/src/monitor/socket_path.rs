@@ -24,6 +24,20 @@ pub(crate) fn with_socket_path<T>(path: &Path, f: impl FnOnce(&Path) -> io::Resu
     f(&short)
 }
 
+/// A path another process can connect to `path` by: `path` itself when it fits, else
+/// `/proc/<our pid>/fd/<dir>/<name>`, valid while the returned directory stays open.
+pub(crate) fn reachable_path(path: &Path) -> io::Result<(PathBuf, Option<File>)> {
+    if path.as_os_str().len() <= MAX_SUN_PATH {
+        return Ok((path.to_owned(), None));
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok((path.to_owned(), None));
+    };
+    let dir = File::options().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open(dir)?;
+    let short = Path::new(&format!("/proc/{}/fd/{}", std::process::id(), dir.as_raw_fd())).join(name);
+    Ok((short, Some(dir)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
