@@ -1,13 +1,30 @@
-//! The OCI spec every container starts from.
+//! OCI specs: the base every container starts from, and the spec of a pod's container.
 //!
 //! Not `Spec::default()`: that is runc's sample config (a shell, a read-only root, every
 //! namespace, a hostname). This is what containerd's CRI plugin starts from instead: its
 //! mounts, masked and read-only paths and capability set, with nothing a caller must undo.
 
+mod container;
+mod host;
+mod mounts;
+mod rootfs;
+mod seccomp;
+mod user;
+
 use std::path::Path;
 
 use oci_spec::runtime::{Capability, Root, Spec};
 use serde_json::json;
+
+pub use container::{
+    AppArmorProfile, CapabilityChanges, ContainerSpec, ContainerSpecInput, Namespaces, PidNamespace, ProcessInput,
+    Resources, SecurityInput, SharedNamespace, SpecError, container_spec,
+};
+pub use host::HostFeatures;
+pub use mounts::{BindMount, Device, ImageVolume, MountError, PodFiles, Propagation};
+pub use rootfs::RootfsError;
+pub use seccomp::{SeccompError, SeccompProfile};
+pub use user::{ResolvedUser, SupplementalGroupsPolicy, UserError, UserRequest};
 
 /// The runtime-spec version runc 1.1 and crun 1.8 both implement.
 const OCI_VERSION: &str = "1.0.2-dev";
