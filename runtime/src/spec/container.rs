@@ -215,7 +215,7 @@ impl From<MountError> for SpecError {
 }
 
 /// Capability numbers, for "all capabilities this kernel has".
-const ALL_CAPABILITIES: [(u8, Capability); 41] = [
+pub(super) const ALL_CAPABILITIES: [(u8, Capability); 41] = [
     (0, Capability::Chown),
     (1, Capability::DacOverride),
     (2, Capability::DacReadSearch),

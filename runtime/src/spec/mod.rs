@@ -8,6 +8,8 @@ mod container;
 mod host;
 mod mounts;
 mod rootfs;
+#[cfg(test)]
+mod runc_tests;
 mod seccomp;
 mod user;
 
