@@ -406,14 +406,14 @@ async fn execs_run_with_output_exit_codes_timeouts_and_caps_concurrently() {
     let started = Instant::now();
     let result = monitor.exec(&endless).unwrap();
     assert_eq!(result, ExecResult { exit_code: 137, timed_out: true, truncated: true });
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     assert_eq!(fs::metadata(endless.output_dir.join("stdout")).unwrap().len(), 4096);
 
     // Several at once, while the monitor goes on answering: none waits for another.
     let started = Instant::now();
     let handles: Vec<_> = (0..4)
         .map(|n| {
-            let request = lab.exec_request(&id, &format!("parallel-{n}"), &["sh", "-c", &format!("sleep 1; echo {n}")]);
+            let request = lab.exec_request(&id, &format!("parallel-{n}"), &["sh", "-c", &format!("sleep 2; echo {n}")]);
             let monitor = monitor.clone();
             std::thread::spawn(move || (monitor.exec(&request).unwrap(), request.output_dir))
         })
@@ -421,14 +421,15 @@ async fn execs_run_with_output_exit_codes_timeouts_and_caps_concurrently() {
     sleep(Duration::from_millis(300));
     let asked = Instant::now();
     assert_eq!(Monitor::attach(monitor.dir()).unwrap().unwrap().pid(), monitor.pid());
-    assert!(asked.elapsed() < Duration::from_millis(500), "the loop was held up: {:?}", asked.elapsed());
+    assert!(asked.elapsed() < Duration::from_secs(1), "the loop was held up: {:?}", asked.elapsed());
     let busy_rss = vm_rss_kib(monitor.pid());
     for (n, handle) in handles.into_iter().enumerate() {
         let (result, output_dir) = handle.join().unwrap();
         assert_eq!(result.exit_code, 0);
         assert_eq!(fs::read_to_string(output_dir.join("stdout")).unwrap(), format!("{n}\n"));
     }
-    assert!(started.elapsed() < Duration::from_millis(2500), "the execs ran one by one: {:?}", started.elapsed());
+    // One by one they would take 8 s.
+    assert!(started.elapsed() < Duration::from_secs(5), "the execs ran one by one: {:?}", started.elapsed());
 
     // The runtime's own failure comes back as such.
     let err = monitor.exec(&lab.exec_request(&ContainerId::random(), "absent", &["true"])).unwrap_err();

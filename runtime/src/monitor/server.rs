@@ -177,6 +177,8 @@ struct Creating {
 struct ConsoleSocket {
     listener: UnixListener,
     path: PathBuf,
+    /// `path`, or where the runtime reaches it when `path` is too long for a socket address.
+    runtime_path: PathBuf,
     /// Keeps the path the runtime was given valid, when it goes through this directory.
     _dir: Option<File>,
 }
@@ -610,7 +612,7 @@ impl Server {
         let mut io = None;
         if let Some(wanted) = &options.stdio {
             let prepared = self.prepare_stdio(&request.id, wanted, &console_path);
-            let (child, container_io, console_socket, runtime_path) = match prepared {
+            let (child, container_io, console_socket) = match prepared {
                 Ok(prepared) => prepared,
                 Err(e) => {
                     let message = format!("stdio for {}: {e}", request.id);
@@ -618,8 +620,8 @@ impl Server {
                     return self.reply(token, Response::Failed { kind: FailureKind::Internal, message });
                 }
             };
-            if let Some(path) = runtime_path {
-                args.extend(["--console-socket".into(), path.into()]);
+            if let Some(console) = &console_socket {
+                args.extend(["--console-socket".into(), console.runtime_path.clone().into()]);
             }
             stdio = child;
             console = console_socket;
@@ -663,13 +665,13 @@ impl Server {
     }
 
     /// The runtime's stdio for a container, what the monitor keeps of it, and for a tty the
-    /// console socket (and the path the runtime can reach it by).
+    /// console socket.
     fn prepare_stdio(
         &self,
         id: &ContainerId,
         wanted: &ContainerStdio,
         console_path: &Path,
-    ) -> io::Result<(ChildStdio, ContainerIo, Option<ConsoleSocket>, Option<PathBuf>)> {
+    ) -> io::Result<(ChildStdio, ContainerIo, Option<ConsoleSocket>)> {
         let log = wanted.log_path.as_deref().map(log::open).transpose()?;
         let mut io = ContainerIo {
             id: id.clone(),
@@ -684,8 +686,8 @@ impl Server {
         if wanted.tty {
             let listener = bind_private(console_path)?;
             let (runtime_path, dir) = socket_path::reachable_path(console_path)?;
-            let console = ConsoleSocket { listener, path: console_path.to_owned(), _dir: dir };
-            return Ok((child, io, Some(console), Some(runtime_path)));
+            let console = ConsoleSocket { listener, path: console_path.to_owned(), runtime_path, _dir: dir };
+            return Ok((child, io, Some(console)));
         }
         for stream in [Stream::Stdout, Stream::Stderr] {
             let (read, write) = pipe()?;
@@ -701,7 +703,7 @@ impl Server {
             child.stdin = read.into();
             io._stdin = Some(write);
         }
-        Ok((child, io, None, None))
+        Ok((child, io, None))
     }
 
     fn discard_stdio(&mut self, io: Option<u64>, console: Option<ConsoleSocket>) {
@@ -1155,7 +1157,7 @@ fn receive_console(listener: &UnixListener) -> io::Result<OwnedFd> {
         }
     }
     let master = master.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no descriptor in the message"))?;
-    fcntl(&master, FcntlArg::F_SETFL(OFlag::O_NONBLOCK | OFlag::O_RDWR))?;
+    fcntl(&master, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
     Ok(master)
 }
 
