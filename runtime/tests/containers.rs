@@ -62,6 +62,7 @@ impl Lab {
             termination_message_path: None,
             mounts: vec![],
             stop_signal: libc::SIGTERM,
+            stdio: Default::default(),
             runtime: self.runtime.clone(),
             monitor_dir: self.monitor.dir().to_owned(),
         }
@@ -187,4 +188,50 @@ async fn exit_codes_and_a_new_instance_finding_running_containers() {
         containers.remove(id.as_str()).await.unwrap();
     }
     assert!(containers.list().is_empty());
+}
+
+#[tokio::test]
+async fn logs_and_exec_sync() {
+    let lab = Lab::new();
+    let containers = Containers::open(lab.config()).await.unwrap();
+    let log = lab.dir.path().join("logs/talker.log");
+    fs::create_dir_all(log.parent().unwrap()).unwrap();
+    let mut new = lab.new_container("talker", "a");
+    new.stdio.log_path = Some(log.clone());
+    let script = "echo out; echo err >&2; exec /bin/busybox sleep 1000";
+    let id = containers.create(new, lab.prepare(&["/bin/busybox", "sh", "-c", script])).await.unwrap();
+    containers.start(id.as_str()).await.unwrap();
+
+    let process = |args: &[&str]| {
+        let mut process = spec::base(Path::new("/")).process().clone().unwrap();
+        process.set_args(Some(args.iter().map(|a| a.to_string()).collect()));
+        process
+    };
+    let out = containers
+        .exec_sync(id.as_str(), process(&["/bin/busybox", "sh", "-c", "echo hi; echo oops >&2; exit 4"]), None, 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!((out.exit_code, out.stdout.as_slice(), out.stderr.as_slice()), (4, &b"hi\n"[..], &b"oops\n"[..]));
+    let out = containers
+        .exec_sync(id.as_str(), process(&["/bin/busybox", "sleep", "100"]), Some(Duration::from_millis(300)), 1 << 20)
+        .await
+        .unwrap();
+    assert!(out.timed_out);
+    let out = containers
+        .exec_sync(id.as_str(), process(&["/bin/busybox", "yes"]), Some(Duration::from_secs(1)), 4096)
+        .await
+        .unwrap();
+    assert_eq!(out.stdout.len(), 4096, "output is capped");
+
+    let text = fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    // The two streams are two pipes: their lines may come in either order.
+    let mut seen: Vec<Vec<&str>> = lines.iter().map(|l| l.splitn(4, ' ').collect()).collect();
+    assert!(seen.iter().all(|parts| parts[0].ends_with('Z') && parts[0].contains('T')), "{text}");
+    seen.sort_by_key(|parts| parts[1]);
+    assert_eq!(seen.iter().map(|p| &p[1..]).collect::<Vec<_>>(), [["stderr", "F", "err"], ["stdout", "F", "out"]]);
+    fs::rename(&log, log.with_extension("1")).unwrap();
+    containers.reopen_log(id.as_str()).await.unwrap();
+    containers.remove(id.as_str()).await.unwrap();
 }

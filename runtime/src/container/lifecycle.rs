@@ -15,7 +15,7 @@ use oci_spec::runtime::Spec;
 
 use super::model::{ContainerKey, ContainerRecord, MountRecord, Stage, UserRecord};
 use super::store::{Container, ContainerStore, StoreError};
-use crate::monitor::{ExitRecord, Monitor, MonitorError, read_exit};
+use crate::monitor::{ContainerStdio, CreateOptions, ExecRequest, ExitRecord, Monitor, MonitorError, read_exit};
 use crate::oci::{OciError, OciRuntime};
 use crate::{CgroupManager, ContainerId, persist};
 
@@ -30,6 +30,8 @@ pub enum ContainerError {
     Ambiguous(String),
     #[error("{0}")]
     AlreadyExists(String),
+    #[error("container {0} is not running")]
+    NotRunning(ContainerId),
     #[error("container {id} is {state}, not created: it can only be started once")]
     NotCreated { id: ContainerId, state: &'static str },
     /// What the caller's preparation (rootfs, spec) refused or failed at, as it said it.
@@ -87,6 +89,7 @@ pub struct NewContainer {
     pub termination_message_path: Option<PathBuf>,
     pub mounts: Vec<MountRecord>,
     pub stop_signal: i32,
+    pub stdio: ContainerStdio,
     /// The pod's runtime and monitor.
     pub runtime: Arc<OciRuntime>,
     pub monitor_dir: PathBuf,
@@ -128,6 +131,15 @@ pub struct ContainerView {
     pub exit: Option<Exit>,
 }
 
+/// What an ExecSync got back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub timed_out: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exit {
     /// The exit status, 128 + the signal for a killed process.
@@ -136,14 +148,21 @@ pub struct Exit {
     /// The process ended without its monitor seeing it (a reboot, a killed monitor): its code
     /// is unknown.
     pub lost: bool,
+    /// Killed by the kernel for going over its memory limit.
+    pub oom_killed: bool,
 }
 
 impl Exit {
     /// What is reported for a container that vanished without a record, as containerd does.
-    const LOST: Exit = Exit { code: 255, finished_at_ns: 0, lost: true };
+    const LOST: Exit = Exit { code: 255, finished_at_ns: 0, lost: true, oom_killed: false };
 
     fn recorded(record: &ExitRecord) -> Exit {
-        Exit { code: record.exit_code, finished_at_ns: record.finished_at_ns, lost: false }
+        Exit {
+            code: record.exit_code,
+            finished_at_ns: record.finished_at_ns,
+            lost: false,
+            oom_killed: record.oom_killed,
+        }
     }
 }
 
@@ -260,7 +279,7 @@ impl Containers {
             upper: root_dir.join("upper"),
             work: root_dir.join("work"),
         };
-        match self.setup(&container, &new.runtime, dirs, prepare).await {
+        match self.setup(&container, &new.runtime, dirs, prepare, new.stdio).await {
             Ok(()) => Ok(id),
             Err(e) => {
                 tracing::info!(%id, "container creation failed, undoing it: {e}");
@@ -279,6 +298,7 @@ impl Containers {
         runtime: &OciRuntime,
         dirs: ContainerDirs,
         prepare: Prepare,
+        stdio: ContainerStdio,
     ) -> Result<(), ContainerError> {
         let record = container.record();
         let state_dir = self.config.state.join(record.id.as_str());
@@ -294,15 +314,21 @@ impl Containers {
         let prepared = prepare(dirs).await?;
         let bundle = state_dir.join("bundle");
         let request = runtime.create_request(record.id.clone(), bundle.clone(), record.exit_file.clone());
+        let options = CreateOptions {
+            cgroups_path: prepared
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.cgroups_path().as_ref())
+                .map(|p| p.display().to_string()),
+            stdio: Some(stdio),
+        };
         let (spec, monitor_dir) = (prepared.spec, record.monitor_dir.clone());
         let pid = blocking(move || {
             std::fs::create_dir_all(&bundle).map_err(ContainerError::io(format!("creating {}", bundle.display())))?;
             spec.save(bundle.join("config.json"))?;
-            let monitor = Monitor::attach(&monitor_dir)?.ok_or_else(|| ContainerError::Prepare {
-                kind: PrepareFailure::Missing,
-                message: format!("the pod's monitor ({}) is gone: the pod is stopped", monitor_dir.display()),
-            })?;
-            Ok(monitor.create(&request)?)
+            let monitor = attach(&monitor_dir)?;
+            Ok(monitor.create_container(&request, &options)?)
         })
         .await?;
         let user = prepared.user;
@@ -358,6 +384,73 @@ impl Containers {
             return Ok(());
         }
         self.destroy(&container).await
+    }
+
+    /// Has the monitor reopen a running container's log after the kubelet rotated it.
+    pub async fn reopen_log(&self, id: &str) -> Result<(), ContainerError> {
+        let view = self.status(id)?;
+        if view.state != ContainerState::Running {
+            return Err(ContainerError::NotRunning(view.record.id.clone()));
+        }
+        let record = view.record;
+        blocking(move || {
+            let monitor = attach(&record.monitor_dir)?;
+            Ok(monitor.reopen_log(&record.id)?)
+        })
+        .await
+    }
+
+    /// Runs `process` (an OCI process) in a running container through its monitor, with its
+    /// output capped at `cap_bytes` per stream, killed after `timeout`.
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        process: oci_spec::runtime::Process,
+        timeout: Option<Duration>,
+        cap_bytes: u64,
+    ) -> Result<ExecOutput, ContainerError> {
+        let view = self.status(id)?;
+        if view.state != ContainerState::Running {
+            return Err(ContainerError::NotRunning(view.record.id.clone()));
+        }
+        let record = view.record;
+        let runtime = self.runtime_of(&record);
+        let dir = self.config.state.join(record.id.as_str()).join(format!("exec-{}", ContainerId::random()));
+        let systemd_cgroup = self.config.cgroup_manager == CgroupManager::Systemd;
+        blocking(move || {
+            let result = (|| {
+                std::fs::create_dir_all(&dir).map_err(ContainerError::io(format!("creating {}", dir.display())))?;
+                let process_file = dir.join("process.json");
+                let json = serde_json::to_vec(&process)
+                    .map_err(|e| ContainerError::Io { what: "encoding the exec process".into(), source: e.into() })?;
+                std::fs::write(&process_file, json)
+                    .map_err(ContainerError::io(format!("writing {}", process_file.display())))?;
+                let monitor = attach(&record.monitor_dir)?;
+                let result = monitor.exec(&ExecRequest {
+                    id: record.id.clone(),
+                    runtime: runtime.handler().path.clone(),
+                    runtime_root: runtime.root().to_owned(),
+                    systemd_cgroup,
+                    process: process_file,
+                    timeout_ms: timeout.map(|t| t.as_millis() as u64),
+                    output_dir: dir.clone(),
+                    cap_bytes,
+                })?;
+                let read = |name: &str| {
+                    let path = dir.join(name);
+                    std::fs::read(&path).map_err(ContainerError::io(format!("reading {}", path.display())))
+                };
+                Ok(ExecOutput {
+                    exit_code: result.exit_code,
+                    stdout: read("stdout")?,
+                    stderr: read("stderr")?,
+                    timed_out: result.timed_out,
+                })
+            })();
+            let _ = std::fs::remove_dir_all(&dir);
+            result
+        })
+        .await
     }
 
     pub fn status(&self, id: &str) -> Result<ContainerView, ContainerError> {
@@ -508,6 +601,14 @@ fn is_alive(pid: u32) -> bool {
         .ok()
         .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with(|c| c != 'Z')))
         .unwrap_or(false)
+}
+
+/// The pod's monitor, which is gone once the pod stopped.
+fn attach(dir: &Path) -> Result<Monitor, ContainerError> {
+    Monitor::attach(dir)?.ok_or_else(|| ContainerError::Prepare {
+        kind: PrepareFailure::Missing,
+        message: format!("the pod's monitor ({}) is gone: the pod is stopped", dir.display()),
+    })
 }
 
 /// Whether the pod's monitor still runs, by its pid file: it records exits as they happen.

@@ -5,8 +5,8 @@ pub mod model;
 pub mod store;
 
 pub use lifecycle::{
-    ContainerDirs, ContainerError, ContainerState, ContainerView, Containers, ContainersConfig, Exit, NewContainer,
-    Prepare, PrepareFailure, Prepared,
+    ContainerDirs, ContainerError, ContainerState, ContainerView, Containers, ContainersConfig, ExecOutput, Exit,
+    NewContainer, Prepare, PrepareFailure, Prepared,
 };
 pub use model::{ContainerKey, ContainerRecord, MountRecord, Stage, UserRecord};
 pub use store::{Container, ContainerStore, StoreError};
