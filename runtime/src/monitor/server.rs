@@ -615,6 +615,7 @@ impl Server {
             let (child, container_io, console_socket) = match prepared {
                 Ok(prepared) => prepared,
                 Err(e) => {
+                    let _ = fs::remove_file(&console_path);
                     let message = format!("stdio for {}: {e}", request.id);
                     self.note(format_args!("create {}: {message}", request.id));
                     return self.reply(token, Response::Failed { kind: FailureKind::Internal, message });
