@@ -9,7 +9,9 @@ use crisp_image::{ImageRecord, ImageStore, Puller, Reference, StoreError};
 use crisp_network::PodCidr;
 use crisp_network::cni::Cni;
 use crisp_pod::{PodError, Pods, PodsConfig};
+use crisp_runtime::container::{ContainerError, Containers, ContainersConfig};
 use crisp_runtime::oci::OciRuntime;
+use crisp_runtime::spec::HostFeatures;
 use crisp_runtime::{Handler, HandlerName, OomScoreAdjPolicy};
 
 use crate::config::Config;
@@ -26,6 +28,9 @@ pub struct Daemon {
     pub puller: Arc<Puller>,
     pub cni: Arc<Cni>,
     pub pods: Arc<Pods>,
+    pub containers: Arc<Containers>,
+    /// What the host's kernel and cgroups offer containers, probed once.
+    pub host: HostFeatures,
     /// `pod.pause_image` parsed; none for the built-in pause.
     pause_image: Option<Reference>,
 }
@@ -46,6 +51,10 @@ pub enum DaemonError {
     PauseRootfs(std::io::Error),
     #[error("opening the pod sandboxes: {0}")]
     Pods(#[from] PodError),
+    #[error("probing the host's cgroups and kernel: {0}")]
+    Host(std::io::Error),
+    #[error("opening the containers: {0}")]
+    Containers(#[from] ContainerError),
 }
 
 /// The monitor ships beside the daemon, as one package.
@@ -92,6 +101,13 @@ impl Daemon {
             cni.clone(),
         )
         .await?;
+        let containers = Containers::open(ContainersConfig {
+            root: root.join("containers"),
+            state: state.join("containers"),
+            cgroup_manager: config.runtime.cgroup_manager,
+        })
+        .await?;
+        let host = HostFeatures::detect().map_err(DaemonError::Host)?;
         Ok(Daemon {
             config,
             handlers,
@@ -102,6 +118,8 @@ impl Daemon {
             puller,
             cni,
             pods,
+            containers,
+            host,
             pause_image,
         })
     }

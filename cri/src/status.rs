@@ -86,6 +86,35 @@ impl ToStatus for std::sync::Arc<crisp_pod::PodError> {
     }
 }
 
+impl ToStatus for &crisp_runtime::container::ContainerError {
+    fn to_status(self) -> Status {
+        use crisp_runtime::container::{ContainerError as E, PrepareFailure};
+        let message = self.to_string();
+        match self {
+            E::NotFound(_) => Status::not_found(message),
+            E::Ambiguous(_) => Status::invalid_argument(message),
+            E::AlreadyExists(_) => Status::already_exists(message),
+            E::NotCreated { .. } | E::NotRunning(_) => Status::failed_precondition(message),
+            E::Prepare { kind: PrepareFailure::Invalid, .. } => Status::invalid_argument(message),
+            E::Prepare { kind: PrepareFailure::Missing, .. } => Status::failed_precondition(message),
+            E::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => Status::resource_exhausted(message),
+            _ => Status::internal(message),
+        }
+    }
+}
+
+impl ToStatus for crisp_runtime::container::ContainerError {
+    fn to_status(self) -> Status {
+        (&self).to_status()
+    }
+}
+
+impl ToStatus for std::sync::Arc<crisp_runtime::container::ContainerError> {
+    fn to_status(self) -> Status {
+        (&*self).to_status()
+    }
+}
+
 /// What every RPC that has not landed yet answers, naming itself.
 pub fn unimplemented(rpc: &str) -> Status {
     Status::unimplemented(format!("{rpc} is not implemented by crisp yet"))

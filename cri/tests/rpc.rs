@@ -8,8 +8,8 @@ use std::time::Duration;
 use common::{BRIDGE_CONFLIST, Lab, assert_contains};
 use crisp_conformance::suite::{self, Selection, Verdict};
 use k8s_cri::v1::{
-    CgroupDriver, CreateContainerRequest, GetEventsRequest, ListContainersRequest, NetworkConfig, RuntimeConfig,
-    RuntimeConfigRequest, StatusRequest, UpdateRuntimeConfigRequest, VersionRequest,
+    CgroupDriver, GetEventsRequest, ListContainerStatsRequest, NetworkConfig, RuntimeConfig, RuntimeConfigRequest,
+    StatusRequest, UpdateContainerResourcesRequest, UpdateRuntimeConfigRequest, VersionRequest,
 };
 use tonic::Code;
 
@@ -263,13 +263,13 @@ async fn rpcs_not_yet_landed_say_which() {
     let daemon = lab.start();
     let mut client = daemon.client().await;
 
-    let err = client.runtime.create_container(CreateContainerRequest::default()).await.unwrap_err();
+    let err = client.runtime.update_container_resources(UpdateContainerResourcesRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    assert_eq!(err.message(), "CreateContainer is not implemented by crisp yet");
+    assert_eq!(err.message(), "UpdateContainerResources is not implemented by crisp yet");
 
-    let err = client.runtime.list_containers(ListContainersRequest::default()).await.unwrap_err();
+    let err = client.runtime.list_container_stats(ListContainerStatsRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    assert_eq!(err.message(), "ListContainers is not implemented by crisp yet");
+    assert_eq!(err.message(), "ListContainerStats is not implemented by crisp yet");
 
     let err = client.runtime.get_container_events(GetEventsRequest {}).await.unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);

@@ -3,8 +3,6 @@
 
 use crisp_runtime::CgroupManager;
 
-use crate::SandboxId;
-
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     #[error("invalid cgroup_parent {0:?}: want an absolute path without '..' for the cgroupfs driver")]
@@ -17,7 +15,8 @@ pub enum CgroupError {
 const DEFAULT_CGROUPFS_PARENT: &str = "/crisp";
 const DEFAULT_SLICE: &str = "system.slice";
 
-pub fn cgroups_path(manager: CgroupManager, parent: &str, id: &SandboxId) -> Result<String, CgroupError> {
+/// Where a pod's process goes: `id` is the sandbox's, or one of its containers'.
+pub fn cgroups_path(manager: CgroupManager, parent: &str, id: &impl std::fmt::Display) -> Result<String, CgroupError> {
     match manager {
         CgroupManager::Cgroupfs => {
             let parent = if parent.is_empty() { DEFAULT_CGROUPFS_PARENT } else { parent };
@@ -45,6 +44,7 @@ pub fn cgroups_path(manager: CgroupManager, parent: &str, id: &SandboxId) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SandboxId;
 
     #[test]
     fn paths_for_each_manager() {

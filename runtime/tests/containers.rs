@@ -59,7 +59,6 @@ impl Lab {
             labels: BTreeMap::from([("app".into(), name.into())]),
             annotations: BTreeMap::new(),
             log_path: None,
-            termination_message_path: None,
             mounts: vec![],
             stop_signal: libc::SIGTERM,
             stdio: Default::default(),

@@ -22,22 +22,32 @@ macro_rules! cri_service {
     };
 }
 
+mod container_convert;
+mod container_holds;
+mod container_status;
+mod create_container;
+mod exec_sync;
 mod image;
 mod image_convert;
 mod image_fs_info;
 mod image_status;
+mod list_containers;
 mod list_images;
 mod list_pod_sandbox;
 mod pod_convert;
 mod pod_sandbox_status;
 mod pull_image;
+mod remove_container;
 mod remove_image;
 mod remove_pod_sandbox;
+mod reopen_container_log;
 mod rpc;
 mod run_pod_sandbox;
 mod runtime;
 mod runtime_config;
+mod start_container;
 mod status;
+mod stop_container;
 mod stop_pod_sandbox;
 mod update_runtime_config;
 mod version;

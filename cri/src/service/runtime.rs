@@ -6,18 +6,22 @@ use std::sync::Arc;
 use futures::Stream;
 use k8s_cri::v1::runtime_service_server::RuntimeService as Service;
 use k8s_cri::v1::{
-    ContainerEventResponse, GetEventsRequest, ListPodSandboxRequest, ListPodSandboxResponse, PodSandboxStatusRequest,
-    PodSandboxStatusResponse, RemovePodSandboxRequest, RemovePodSandboxResponse, RunPodSandboxRequest,
-    RunPodSandboxResponse, RuntimeConfigRequest, RuntimeConfigResponse, StatusRequest, StatusResponse,
-    StopPodSandboxRequest, StopPodSandboxResponse, UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse,
-    VersionRequest, VersionResponse,
+    ContainerEventResponse, ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest,
+    CreateContainerResponse, ExecSyncRequest, ExecSyncResponse, GetEventsRequest, ListContainersRequest,
+    ListContainersResponse, ListPodSandboxRequest, ListPodSandboxResponse, PodSandboxStatusRequest,
+    PodSandboxStatusResponse, RemoveContainerRequest, RemoveContainerResponse, RemovePodSandboxRequest,
+    RemovePodSandboxResponse, ReopenContainerLogRequest, ReopenContainerLogResponse, RunPodSandboxRequest,
+    RunPodSandboxResponse, RuntimeConfigRequest, RuntimeConfigResponse, StartContainerRequest, StartContainerResponse,
+    StatusRequest, StatusResponse, StopContainerRequest, StopContainerResponse, StopPodSandboxRequest,
+    StopPodSandboxResponse, UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse, VersionRequest, VersionResponse,
 };
 use tonic::{Request, Response, Status};
 
 use super::rpc::serve;
 use super::{
-    list_pod_sandbox, pod_sandbox_status, remove_pod_sandbox, run_pod_sandbox, runtime_config, status,
-    stop_pod_sandbox, update_runtime_config, version,
+    container_status, create_container, exec_sync, list_containers, list_pod_sandbox, pod_sandbox_status,
+    remove_container, remove_pod_sandbox, reopen_container_log, run_pod_sandbox, runtime_config, start_container,
+    status, stop_container, stop_pod_sandbox, update_runtime_config, version,
 };
 use crate::daemon::Daemon;
 
@@ -99,6 +103,62 @@ cri_service! {
                 .await
         }
 
+        async fn create_container(
+            &self,
+            request: Request<CreateContainerRequest>,
+        ) -> Result<Response<CreateContainerResponse>, Status> {
+            serve("CreateContainer", create_container::create_container(&self.daemon, request.into_inner())).await
+        }
+
+        async fn start_container(
+            &self,
+            request: Request<StartContainerRequest>,
+        ) -> Result<Response<StartContainerResponse>, Status> {
+            serve("StartContainer", start_container::start_container(&self.daemon, request.into_inner())).await
+        }
+
+        async fn stop_container(
+            &self,
+            request: Request<StopContainerRequest>,
+        ) -> Result<Response<StopContainerResponse>, Status> {
+            serve("StopContainer", stop_container::stop_container(&self.daemon, request.into_inner())).await
+        }
+
+        async fn remove_container(
+            &self,
+            request: Request<RemoveContainerRequest>,
+        ) -> Result<Response<RemoveContainerResponse>, Status> {
+            serve("RemoveContainer", remove_container::remove_container(&self.daemon, request.into_inner())).await
+        }
+
+        async fn container_status(
+            &self,
+            request: Request<ContainerStatusRequest>,
+        ) -> Result<Response<ContainerStatusResponse>, Status> {
+            serve("ContainerStatus", async { container_status::container_status(&self.daemon, request.into_inner()) })
+                .await
+        }
+
+        async fn list_containers(
+            &self,
+            request: Request<ListContainersRequest>,
+        ) -> Result<Response<ListContainersResponse>, Status> {
+            serve("ListContainers", async { Ok(list_containers::list_containers(&self.daemon, request.into_inner())) })
+                .await
+        }
+
+        async fn reopen_container_log(
+            &self,
+            request: Request<ReopenContainerLogRequest>,
+        ) -> Result<Response<ReopenContainerLogResponse>, Status> {
+            serve("ReopenContainerLog", reopen_container_log::reopen_container_log(&self.daemon, request.into_inner()))
+                .await
+        }
+
+        async fn exec_sync(&self, request: Request<ExecSyncRequest>) -> Result<Response<ExecSyncResponse>, Status> {
+            serve("ExecSync", exec_sync::exec_sync(&self.daemon, request.into_inner())).await
+        }
+
         async fn get_container_events(
             &self,
             _: Request<GetEventsRequest>,
@@ -107,15 +167,7 @@ cri_service! {
         }
     }
     unimplemented {
-        create_container(CreateContainerRequest) -> CreateContainerResponse = "CreateContainer";
-        start_container(StartContainerRequest) -> StartContainerResponse = "StartContainer";
-        stop_container(StopContainerRequest) -> StopContainerResponse = "StopContainer";
-        remove_container(RemoveContainerRequest) -> RemoveContainerResponse = "RemoveContainer";
-        list_containers(ListContainersRequest) -> ListContainersResponse = "ListContainers";
-        container_status(ContainerStatusRequest) -> ContainerStatusResponse = "ContainerStatus";
         update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse = "UpdateContainerResources";
-        reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse = "ReopenContainerLog";
-        exec_sync(ExecSyncRequest) -> ExecSyncResponse = "ExecSync";
         exec(ExecRequest) -> ExecResponse = "Exec";
         attach(AttachRequest) -> AttachResponse = "Attach";
         port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward";

@@ -284,6 +284,11 @@ impl ImageStore {
     }
 
     /// Records that `holder` (a container) uses the image, so removing the image only untags it.
+    /// Who holds images now.
+    pub fn holders(&self) -> Vec<Holder> {
+        self.holds().keys().cloned().collect()
+    }
+
     pub fn hold(&self, holder: &Holder, id: &ImageId) -> Result<(), StoreError> {
         let _writer = self.writer.lock().expect("image writer lock");
         if !self.read().contains_key(id) {

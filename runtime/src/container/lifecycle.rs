@@ -86,7 +86,6 @@ pub struct NewContainer {
     pub labels: std::collections::BTreeMap<String, String>,
     pub annotations: std::collections::BTreeMap<String, String>,
     pub log_path: Option<PathBuf>,
-    pub termination_message_path: Option<PathBuf>,
     pub mounts: Vec<MountRecord>,
     pub stop_signal: i32,
     pub stdio: ContainerStdio,
@@ -256,7 +255,6 @@ impl Containers {
             labels: new.labels,
             annotations: new.annotations,
             log_path: new.log_path,
-            termination_message_path: new.termination_message_path,
             mounts: new.mounts,
             stop_signal: new.stop_signal,
             created_at_ns: now_ns(),
@@ -353,10 +351,13 @@ impl Containers {
             };
             return Err(ContainerError::NotCreated { id: container.id.clone(), state });
         }
+        // Taken before the process runs, so that a process that ends at once never shows a
+        // finish before its start.
+        let started_at = now_ns();
         self.runtime_of(&view.record).start(&container.id).await?;
-        self.update(&container, |r| {
+        self.update(&container, move |r| {
             r.stage = Stage::Started;
-            r.started_at_ns = Some(now_ns());
+            r.started_at_ns = Some(started_at);
         })
         .await
     }
@@ -465,6 +466,11 @@ impl Containers {
     /// Every container past its creation.
     pub fn list(&self) -> Vec<ContainerView> {
         self.store.all().iter().map(|c| self.view(c)).filter(|v| v.record.stage != Stage::Creating).collect()
+    }
+
+    /// Whether a container exists, being created or not.
+    pub fn exists(&self, id: &ContainerId) -> bool {
+        self.store.get(id).is_some()
     }
 
     /// The containers of a pod, creating ones too: the pod's Stop and Remove wait for them.

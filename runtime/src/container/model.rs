@@ -59,7 +59,6 @@ pub struct ContainerRecord {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub log_path: Option<PathBuf>,
-    pub termination_message_path: Option<PathBuf>,
     pub mounts: Vec<MountRecord>,
     pub stop_signal: i32,
     pub created_at_ns: i64,

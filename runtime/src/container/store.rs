@@ -180,7 +180,6 @@ mod tests {
             labels: Default::default(),
             annotations: Default::default(),
             log_path: None,
-            termination_message_path: None,
             mounts: vec![],
             stop_signal: 15,
             created_at_ns: 1,

@@ -1,0 +1,98 @@
+//! From crisp's container records to the CRI's container messages.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crisp_runtime::container::{ContainerState, ContainerView};
+use k8s_cri::v1 as cri;
+
+pub fn cri_state(view: &ContainerView) -> i32 {
+    (match view.state {
+        ContainerState::Created => cri::ContainerState::ContainerCreated,
+        ContainerState::Running => cri::ContainerState::ContainerRunning,
+        ContainerState::Exited => cri::ContainerState::ContainerExited,
+    }) as i32
+}
+
+fn unsorted(map: &BTreeMap<String, String>) -> HashMap<String, String> {
+    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn metadata(view: &ContainerView) -> cri::ContainerMetadata {
+    cri::ContainerMetadata { name: view.record.key.name.clone(), attempt: view.record.key.attempt }
+}
+
+fn image(view: &ContainerView) -> cri::ImageSpec {
+    cri::ImageSpec { image: view.record.image.clone(), ..Default::default() }
+}
+
+pub fn to_cri_container(view: &ContainerView) -> cri::Container {
+    let record = &view.record;
+    cri::Container {
+        id: record.id.to_string(),
+        pod_sandbox_id: record.key.sandbox_id.clone(),
+        metadata: Some(metadata(view)),
+        image: Some(image(view)),
+        image_ref: record.image_id.clone(),
+        state: cri_state(view),
+        created_at: record.created_at_ns,
+        labels: unsorted(&record.labels),
+        annotations: unsorted(&record.annotations),
+        image_id: record.image_id.clone(),
+    }
+}
+
+pub fn to_cri_status(view: &ContainerView) -> cri::ContainerStatus {
+    let record = &view.record;
+    let (exit_code, finished_at, reason) = match view.exit {
+        Some(exit) => {
+            let reason = if exit.lost {
+                "Unknown"
+            } else if exit.oom_killed {
+                "OOMKilled"
+            } else if exit.code == 0 {
+                "Completed"
+            } else {
+                "Error"
+            };
+            (exit.code, exit.finished_at_ns, reason.to_owned())
+        }
+        None => (0, 0, String::new()),
+    };
+    cri::ContainerStatus {
+        id: record.id.to_string(),
+        metadata: Some(metadata(view)),
+        state: cri_state(view),
+        created_at: record.created_at_ns,
+        started_at: record.started_at_ns.unwrap_or(0),
+        finished_at,
+        exit_code,
+        image: Some(image(view)),
+        image_ref: record.image_id.clone(),
+        reason,
+        message: String::new(),
+        labels: unsorted(&record.labels),
+        annotations: unsorted(&record.annotations),
+        mounts: record
+            .mounts
+            .iter()
+            .map(|m| cri::Mount {
+                container_path: m.container_path.clone(),
+                host_path: m.host_path.clone(),
+                readonly: m.readonly,
+                propagation: m.propagation,
+                recursive_read_only: m.recursive_read_only,
+                ..Default::default()
+            })
+            .collect(),
+        log_path: record.log_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+        resources: None,
+        image_id: record.image_id.clone(),
+        user: record.user.as_ref().map(|u| cri::ContainerUser {
+            linux: Some(cri::LinuxContainerUser {
+                uid: u.uid.into(),
+                gid: u.gid.into(),
+                supplemental_groups: u.additional_gids.iter().map(|g| i64::from(*g)).collect(),
+            }),
+        }),
+    }
+}
