@@ -263,9 +263,9 @@ async fn rpcs_not_yet_landed_say_which() {
     let daemon = lab.start();
     let mut client = daemon.client().await;
 
-    let err = client.runtime.update_container_resources(UpdateContainerResourcesRequest::default()).await.unwrap_err();
+    let err = client.runtime.container_stats(ContainerStatsRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    assert_eq!(err.message(), "UpdateContainerResources is not implemented by crisp yet");
+    assert_eq!(err.message(), "ContainerStats is not implemented by crisp yet");
 
     let err = client.runtime.list_container_stats(ListContainerStatsRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);

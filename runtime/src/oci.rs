@@ -30,6 +30,7 @@ pub enum OciOp {
     Kill,
     Delete,
     State,
+    Update,
 }
 
 impl fmt::Display for OciOp {
@@ -39,6 +40,7 @@ impl fmt::Display for OciOp {
             OciOp::Kill => "kill",
             OciOp::Delete => "delete",
             OciOp::State => "state",
+            OciOp::Update => "update",
         })
     }
 }
@@ -149,6 +151,26 @@ impl OciRuntime {
             Ok(None | Some(OciState { status: OciStatus::Stopped, .. })) => Ok(()),
             _ => Err(e),
         }
+    }
+
+    /// Sets new cgroup limits on a created or running container.
+    pub async fn update(
+        &self,
+        id: &ContainerId,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<(), OciError> {
+        let json = serde_json::to_vec(resources).expect("resources serialize");
+        tokio::fs::create_dir_all(&self.root)
+            .await
+            .map_err(|source| self.error(OciOp::Update, id, OciErrorKind::Root { path: self.root.clone(), source }))?;
+        let file = self.root.join(format!(".crisp-update-{}.json", &ContainerId::random().as_str()[..16]));
+        tokio::fs::write(&file, json)
+            .await
+            .map_err(|source| self.error(OciOp::Update, id, OciErrorKind::Root { path: file.clone(), source }))?;
+        let path = file.to_string_lossy().into_owned();
+        let result = self.run(OciOp::Update, id, &["--resources", &path, id.as_str()]).await;
+        let _ = tokio::fs::remove_file(&file).await;
+        result.map(drop)
     }
 
     /// Removes the container's runtime state (and its cgroup); `force` kills it first if it

@@ -234,3 +234,25 @@ async fn logs_and_exec_sync() {
     containers.reopen_log(id.as_str()).await.unwrap();
     containers.remove(id.as_str()).await.unwrap();
 }
+
+#[tokio::test]
+async fn resources_are_updated_in_place() {
+    let lab = Lab::new();
+    let containers = Containers::open(lab.config()).await.unwrap();
+    let id = containers
+        .create(lab.new_container("limited", "a"), lab.prepare(&["/bin/busybox", "sleep", "1000"]))
+        .await
+        .unwrap();
+    containers.start(id.as_str()).await.unwrap();
+    let resources: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(serde_json::json!({"memory": {"limit": 64 << 20}, "cpu": {"shares": 512}})).unwrap();
+    containers.update_resources(id.as_str(), resources).await.unwrap();
+    let read = |controller: &str, file: &str| {
+        fs::read_to_string(format!("/sys/fs/cgroup/{controller}/crisp-test/{id}/{file}")).unwrap().trim().to_owned()
+    };
+    assert_eq!(read("memory", "memory.limit_in_bytes"), (64u64 << 20).to_string());
+    assert_eq!(read("cpu", "cpu.shares"), "512");
+    containers.remove(id.as_str()).await.unwrap();
+    let err = containers.update_resources(id.as_str(), Default::default()).await.unwrap_err();
+    assert!(matches!(err, ContainerError::NotFound(_)), "{err}");
+}

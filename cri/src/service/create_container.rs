@@ -246,7 +246,7 @@ fn spec_input(
     })
 }
 
-fn linux_resources(r: Option<&cri::LinuxContainerResources>) -> Resources {
+pub(super) fn linux_resources(r: Option<&cri::LinuxContainerResources>) -> Resources {
     let Some(r) = r else { return Resources::default() };
     let positive = |v: i64| (v > 0).then_some(v);
     Resources {

@@ -49,6 +49,7 @@ mod start_container;
 mod status;
 mod stop_container;
 mod stop_pod_sandbox;
+mod update_container_resources;
 mod update_runtime_config;
 mod version;
 

@@ -13,7 +13,8 @@ use k8s_cri::v1::{
     RemovePodSandboxResponse, ReopenContainerLogRequest, ReopenContainerLogResponse, RunPodSandboxRequest,
     RunPodSandboxResponse, RuntimeConfigRequest, RuntimeConfigResponse, StartContainerRequest, StartContainerResponse,
     StatusRequest, StatusResponse, StopContainerRequest, StopContainerResponse, StopPodSandboxRequest,
-    StopPodSandboxResponse, UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse, VersionRequest, VersionResponse,
+    StopPodSandboxResponse, UpdateContainerResourcesRequest, UpdateContainerResourcesResponse,
+    UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse, VersionRequest, VersionResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -21,7 +22,7 @@ use super::rpc::serve;
 use super::{
     container_status, create_container, exec_sync, list_containers, list_pod_sandbox, pod_sandbox_status,
     remove_container, remove_pod_sandbox, reopen_container_log, run_pod_sandbox, runtime_config, start_container,
-    status, stop_container, stop_pod_sandbox, update_runtime_config, version,
+    status, stop_container, stop_pod_sandbox, update_container_resources, update_runtime_config, version,
 };
 use crate::daemon::Daemon;
 
@@ -155,6 +156,17 @@ cri_service! {
                 .await
         }
 
+        async fn update_container_resources(
+            &self,
+            request: Request<UpdateContainerResourcesRequest>,
+        ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
+            serve(
+                "UpdateContainerResources",
+                update_container_resources::update_container_resources(&self.daemon, request.into_inner()),
+            )
+            .await
+        }
+
         async fn exec_sync(&self, request: Request<ExecSyncRequest>) -> Result<Response<ExecSyncResponse>, Status> {
             serve("ExecSync", exec_sync::exec_sync(&self.daemon, request.into_inner())).await
         }
@@ -167,7 +179,6 @@ cri_service! {
         }
     }
     unimplemented {
-        update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse = "UpdateContainerResources";
         exec(ExecRequest) -> ExecResponse = "Exec";
         attach(AttachRequest) -> AttachResponse = "Attach";
         port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward";

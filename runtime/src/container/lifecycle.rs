@@ -387,6 +387,21 @@ impl Containers {
         self.destroy(&container).await
     }
 
+    /// Sets new cgroup limits on a created or running container.
+    pub async fn update_resources(
+        &self,
+        id: &str,
+        resources: oci_spec::runtime::LinuxResources,
+    ) -> Result<(), ContainerError> {
+        let container = self.find(id)?;
+        let _op = container.op.lock().await;
+        let view = self.view(&container);
+        if view.record.stage == Stage::Creating || view.state == ContainerState::Exited {
+            return Err(ContainerError::NotRunning(view.record.id.clone()));
+        }
+        Ok(self.runtime_of(&view.record).update(&view.record.id, &resources).await?)
+    }
+
     /// Has the monitor reopen a running container's log after the kubelet rotated it.
     pub async fn reopen_log(&self, id: &str) -> Result<(), ContainerError> {
         let view = self.status(id)?;

@@ -511,6 +511,12 @@ fn namespaces(modes: &Namespaces, cgroup_namespace: bool) -> Vec<LinuxNamespace>
     list
 }
 
+/// New limits for a running container (`UpdateContainerResources`), as its runtime's update
+/// takes them.
+pub fn updated_resources(r: &Resources, host: &HostFeatures) -> Result<LinuxResources, SpecError> {
+    resources(r, host, Vec::new())
+}
+
 /// The requested limits as a `linux.resources` object, with `device_rules` for devices.
 fn resources(
     r: &Resources,

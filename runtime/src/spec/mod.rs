@@ -20,7 +20,7 @@ use serde_json::json;
 
 pub use container::{
     AppArmorProfile, CapabilityChanges, ContainerSpec, ContainerSpecInput, Namespaces, PidNamespace, ProcessInput,
-    Resources, SecurityInput, SharedNamespace, SpecError, container_spec,
+    Resources, SecurityInput, SharedNamespace, SpecError, container_spec, updated_resources,
 };
 pub use host::HostFeatures;
 pub use mounts::{BindMount, Device, ImageVolume, MountError, PodFiles, Propagation};
