@@ -8,8 +8,8 @@ use std::time::Duration;
 use common::{BRIDGE_CONFLIST, Lab, assert_contains};
 use crisp_conformance::suite::{self, Selection, Verdict};
 use k8s_cri::v1::{
-    CgroupDriver, GetEventsRequest, ListContainerStatsRequest, NetworkConfig, RuntimeConfig, RuntimeConfigRequest,
-    StatusRequest, UpdateContainerResourcesRequest, UpdateRuntimeConfigRequest, VersionRequest,
+    CgroupDriver, ContainerStatsRequest, GetEventsRequest, ListContainerStatsRequest, NetworkConfig, RuntimeConfig,
+    RuntimeConfigRequest, StatusRequest, UpdateRuntimeConfigRequest, VersionRequest,
 };
 use tonic::Code;
 
