@@ -5,23 +5,28 @@ use tonic::Status;
 
 use crate::daemon::Daemon;
 
-/// Walks the image store on a blocking thread: the kubelet asks every few seconds and a walk of
-/// a large store is no work for the async runtime.
+/// The image store, and the containers' writable layers beside it.
 pub async fn image_fs_info(daemon: &Daemon, _: ImageFsInfoRequest) -> Result<ImageFsInfoResponse, Status> {
-    let root = daemon.images.root().to_owned();
+    let images = usage(daemon.images.root().to_owned()).await?;
+    let containers = usage(daemon.config.server.root.join("containers")).await?;
+    Ok(ImageFsInfoResponse { image_filesystems: vec![images], container_filesystems: vec![containers] })
+}
+
+/// Walks a directory on a blocking thread: the kubelet asks every few seconds and a walk of a
+/// large store is no work for the async runtime.
+async fn usage(dir: std::path::PathBuf) -> Result<FilesystemUsage, Status> {
     let (bytes, inodes) = tokio::task::spawn_blocking({
-        let root = root.clone();
-        move || crisp_image::store::usage(&root)
+        let dir = dir.clone();
+        move || crisp_image::store::usage(&dir)
     })
     .await
     .map_err(|e| Status::internal(format!("ImageFsInfo: {e}")))?
-    .map_err(|e| Status::internal(format!("ImageFsInfo: {}: {e}", root.display())))?;
+    .map_err(|e| Status::internal(format!("ImageFsInfo: {}: {e}", dir.display())))?;
     let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
-    let usage = FilesystemUsage {
+    Ok(FilesystemUsage {
         timestamp,
-        fs_id: Some(FilesystemIdentifier { mountpoint: root.display().to_string() }),
+        fs_id: Some(FilesystemIdentifier { mountpoint: dir.display().to_string() }),
         used_bytes: Some(UInt64Value { value: bytes }),
         inodes_used: Some(UInt64Value { value: inodes }),
-    };
-    Ok(ImageFsInfoResponse { image_filesystems: vec![usage], container_filesystems: Vec::new() })
+    })
 }
