@@ -1,12 +1,14 @@
 //! What a case runs with: the runtime's client, the test images, and the lab images the running
-//! case pulled and the pods it made, which the runner removes after it.
+//! case pulled, the containers and pods it made and the host directories it wrote, which the
+//! runner removes after it.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_cri::v1::{
-    ImageSpec, ListImagesRequest, ListPodSandboxRequest, RemoveImageRequest, RemovePodSandboxRequest,
-    StopPodSandboxRequest,
+    ImageSpec, ImageStatusRequest, ListContainersRequest, ListImagesRequest, ListPodSandboxRequest, PullImageRequest,
+    RemoveContainerRequest, RemoveImageRequest, RemovePodSandboxRequest, StopContainerRequest, StopPodSandboxRequest,
 };
 
 use super::cases::rpc_failed;
@@ -24,6 +26,11 @@ pub struct Context {
     run: String,
     /// Pods the running case made, by the id RunPodSandbox returned.
     pods: BTreeSet<String>,
+    /// Containers the running case made, by the id CreateContainer returned.
+    containers: BTreeSet<String>,
+    /// Host directories the running case made (log directories, volumes, seccomp profiles),
+    /// removed once its containers and pods are gone.
+    scratch: Vec<tempfile::TempDir>,
 }
 
 /// Time the runner gives a case's images, or its pods, to go after it.
@@ -31,7 +38,15 @@ const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Context {
     pub fn new(client: CriClient, images: TestImages) -> Self {
-        Self { client, images, pulled: BTreeSet::new(), run: fresh_token(), pods: BTreeSet::new() }
+        Self {
+            client,
+            images,
+            pulled: BTreeSet::new(),
+            run: fresh_token(),
+            pods: BTreeSet::new(),
+            containers: BTreeSet::new(),
+            scratch: Vec::new(),
+        }
     }
 
     /// The value of [`RUN_LABEL`] on the pods of this run.
@@ -44,15 +59,66 @@ impl Context {
         self.pods.insert(id);
     }
 
-    /// Removes what the case left: its pods, then its images.
+    /// Makes container `id` the running case's, to be removed after it.
+    pub(crate) fn made_container(&mut self, id: String) {
+        self.containers.insert(id);
+    }
+
+    /// A new empty host directory for the running case, removed after its pods.
+    pub(crate) fn scratch_dir(&mut self, purpose: &str) -> Result<PathBuf, String> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("crisp-conformance-{purpose}-"))
+            .tempdir()
+            .map_err(|e| format!("creating a temporary directory for {purpose}: {e}"))?;
+        let path = dir.path().to_owned();
+        self.scratch.push(dir);
+        Ok(path)
+    }
+
+    /// Removes what the case left: its containers, its pods, then its images and directories.
     pub(crate) async fn clean_up(&mut self) -> Result<(), String> {
+        let containers = self.remove_containers().await;
         let pods = self.remove_pods().await;
         let images = self.remove_pulled().await;
-        match (pods, images) {
-            (Ok(()), Ok(())) => Ok(()),
-            (Err(why), Ok(())) | (Ok(()), Err(why)) => Err(why),
-            (Err(pods), Err(images)) => Err(format!("{pods}; {images}")),
-        }
+        // A directory whose removal fails (a mount a runtime left in it) stays behind: the
+        // failures above say why.
+        self.scratch.clear();
+        let failures: Vec<String> = [containers, pods, images].into_iter().filter_map(Result::err).collect();
+        if failures.is_empty() { Ok(()) } else { Err(failures.join("; ")) }
+    }
+
+    /// Stops and removes the containers the case made that are still listed: those whose id
+    /// CreateContainer returned, and any carrying this run's label. Removing their pods would
+    /// take them too, but a runtime that keeps containers of a removed pod must not keep ours.
+    async fn remove_containers(&mut self) -> Result<(), String> {
+        let made = std::mem::take(&mut self.containers);
+        let run = self.run.clone();
+        let runtime = self.client.runtime.clone();
+        let remove = async move {
+            let listed = runtime.clone().list_containers(ListContainersRequest { filter: None }).await;
+            let listed = listed.map_err(|s| rpc_failed("ListContainers", s))?.into_inner().containers;
+            let ours = listed
+                .into_iter()
+                .filter(|c| made.contains(&c.id) || c.labels.get(RUN_LABEL) == Some(&run))
+                .map(|c| c.id);
+            let mut failures = Vec::new();
+            for id in ours {
+                let stopped_and_removed = async {
+                    let stop = StopContainerRequest { container_id: id.clone(), timeout: 0 };
+                    runtime.clone().stop_container(stop).await.map_err(|s| rpc_failed("StopContainer", s))?;
+                    let remove = RemoveContainerRequest { container_id: id.clone() };
+                    runtime.clone().remove_container(remove).await.map_err(|s| rpc_failed("RemoveContainer", s))?;
+                    Ok::<_, String>(())
+                };
+                if let Err(why) = stopped_and_removed.await {
+                    failures.push(format!("container {id}: {why}"));
+                }
+            }
+            if failures.is_empty() { Ok(()) } else { Err(failures.join("; ")) }
+        };
+        tokio::time::timeout(CLEANUP_TIMEOUT, remove)
+            .await
+            .unwrap_or_else(|_| Err(format!("removing the case's containers took over {CLEANUP_TIMEOUT:?}")))
     }
 
     /// Stops and removes the pods the case made that are still listed: those whose id RunPodSandbox
@@ -107,6 +173,24 @@ impl Context {
             )));
         }
         self.pulled.insert(which);
+        Ok(())
+    }
+
+    /// Makes sure the runtime has `which` for a container to run, as critest does before it
+    /// creates one: pulled (and removed after the case) if absent, else used as it is.
+    pub(crate) async fn use_image(&mut self, which: LabImage) -> CaseResult {
+        if self.pulled.contains(&which) {
+            return Ok(());
+        }
+        let reference = self.images.reference(which);
+        let spec = || Some(ImageSpec { image: reference.clone(), ..Default::default() });
+        let status = self.client.image.image_status(ImageStatusRequest { image: spec(), verbose: false }).await;
+        if status.map_err(|s| rpc_failed("ImageStatus", s))?.into_inner().image.is_some() {
+            return Ok(());
+        }
+        self.pulled.insert(which);
+        let pull = PullImageRequest { image: spec(), auth: None, sandbox_config: None };
+        self.client.image.pull_image(pull).await.map_err(|s| rpc_failed(&format!("PullImage {reference:?}"), s))?;
         Ok(())
     }
 

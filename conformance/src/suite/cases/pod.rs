@@ -40,9 +40,9 @@ pub fn cases() -> Vec<Case> {
 }
 
 /// critest's DNS config (pkg/validate/consts.go: defaultDNSServer, -Search, -Option).
-const DNS_SERVER: &str = "10.10.10.10";
-const DNS_SEARCH: &str = "google.com";
-const DNS_OPTION: &str = "ndots:8";
+pub(super) const DNS_SERVER: &str = "10.10.10.10";
+pub(super) const DNS_SEARCH: &str = "google.com";
+pub(super) const DNS_OPTION: &str = "ndots:8";
 
 /// How far from the RPC's own start and end a pod's `created_at` may be: wide enough for any
 /// clock step, narrow enough to catch seconds or milliseconds sent as nanoseconds.
@@ -357,7 +357,7 @@ async fn refused_sysctl(context: &mut Context, purpose: &str, key: &str, value: 
 }
 
 /// A pod of this run named after `purpose`, and the config critest would send for it.
-async fn new_pod(context: &mut Context, purpose: &str) -> (PodSpec, PodSandboxConfig) {
+pub(super) async fn new_pod(context: &mut Context, purpose: &str) -> (PodSpec, PodSandboxConfig) {
     let spec = PodSpec::new(purpose, context.run());
     let config = spec.config(&cgroup_parent(&mut context.client.runtime).await);
     (spec, config)
@@ -365,7 +365,7 @@ async fn new_pod(context: &mut Context, purpose: &str) -> (PodSpec, PodSandboxCo
 
 /// Skips the case, saying why, unless the runtime reports its pod network ready: a pod that needs
 /// one cannot run without it, and its failure would say nothing about pods.
-async fn need_network(context: &mut Context) -> CaseResult {
+pub(super) async fn need_network(context: &mut Context) -> CaseResult {
     let response = context.client.runtime.status(StatusRequest { verbose: false }).await;
     let status = response.map_err(|s| rpc_failed("Status", s))?.into_inner().status.ok_or("Status: no status")?;
     match status.conditions.iter().find(|c| c.r#type == "NetworkReady") {
@@ -379,7 +379,7 @@ async fn need_network(context: &mut Context) -> CaseResult {
 }
 
 /// RunPodSandbox with the default runtime handler, which must succeed.
-async fn run(context: &mut Context, config: &PodSandboxConfig) -> Result<String, Stop> {
+pub(super) async fn run(context: &mut Context, config: &PodSandboxConfig) -> Result<String, Stop> {
     Ok(try_run(context, config, "").await.map_err(|s| rpc_failed("RunPodSandbox", s))?)
 }
 
@@ -394,7 +394,7 @@ async fn try_run(context: &mut Context, config: &PodSandboxConfig, handler: &str
     Ok(id)
 }
 
-async fn status(context: &mut Context, id: &str) -> Result<PodSandboxStatus, String> {
+pub(super) async fn status(context: &mut Context, id: &str) -> Result<PodSandboxStatus, String> {
     let request = PodSandboxStatusRequest { pod_sandbox_id: id.to_owned(), verbose: false };
     let response = context.client.runtime.pod_sandbox_status(request).await;
     let response = response.map_err(|s| rpc_failed(&format!("PodSandboxStatus {id}"), s))?.into_inner();
@@ -459,7 +459,7 @@ fn with_pod_label(listed: &[PodSandbox], spec: &PodSpec) -> Vec<PodSandbox> {
 }
 
 /// A free TCP port on 127.0.0.1, for a host port mapping. Free when asked: nothing here keeps it.
-async fn free_port() -> Result<u16, String> {
+pub(super) async fn free_port() -> Result<u16, String> {
     let listener =
         tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("finding a free port: {e}"))?;
     Ok(listener.local_addr().map_err(|e| format!("finding a free port: {e}"))?.port())
