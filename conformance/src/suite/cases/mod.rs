@@ -1,5 +1,6 @@
 //! The cases, by area. Each area lists its cases; `all` puts the areas in running order.
 
+mod container;
 mod image;
 mod pod;
 mod runtime;
@@ -14,7 +15,7 @@ macro_rules! case {
 use case;
 
 pub fn all() -> Vec<Case> {
-    runtime::cases().into_iter().chain(image::cases()).chain(pod::cases()).collect()
+    runtime::cases().into_iter().chain(image::cases()).chain(pod::cases()).chain(container::cases()).collect()
 }
 
 /// Turns a check into a case failure with the check's words.
