@@ -47,6 +47,9 @@ enum Workload {
     /// RunPodSandbox of pods on the pod network, and apart from it StopPodSandbox and
     /// RemovePodSandbox of each.
     Runp(RunpArgs),
+    /// CreateContainer and StartContainer of a `sleep` container, one pod each, and the RSS of
+    /// the per-pod process that keeps it (crisp-monitor, containerd-shim).
+    Containers(ContainersArgs),
 }
 
 /// Running the suite: what `crisp-conformance` does without a subcommand.
@@ -113,6 +116,24 @@ struct RunpArgs {
 }
 
 #[derive(Args)]
+struct ContainersArgs {
+    /// The socket to measure.
+    #[arg(long, default_value = DEFAULT_ENDPOINT)]
+    endpoint: String,
+    /// A second socket, measured interleaved with the first and compared to it.
+    #[arg(long, value_name = "ENDPOINT")]
+    compare: Option<String>,
+    /// Pods (one container each) per endpoint, besides one untimed warm-up pod.
+    #[arg(long, visible_alias = "iterations", default_value = "10")]
+    count: NonZeroUsize,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct RegistryArgs {
     /// A running lab registry serving the lab's images over plain HTTP, e.g. `crisp-lab serve`'s
     /// 127.0.0.1:5000. Without it, a temporary one is started for the run.
@@ -148,6 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None => run_suite(cli.suite).await,
         Some(Command::Bench { workload: Workload::Pull(args) }) => bench_pull(args).await,
         Some(Command::Bench { workload: Workload::Runp(args) }) => bench_runp(args).await,
+        Some(Command::Bench { workload: Workload::Containers(args) }) => bench_containers(args).await,
     }
 }
 
@@ -182,6 +204,15 @@ async fn bench_pull(args: PullArgs) -> anyhow::Result<ExitCode> {
 async fn bench_runp(args: RunpArgs) -> anyhow::Result<ExitCode> {
     let targets = targets(&args.endpoint, args.compare.as_deref()).await?;
     let report = bench::runp::run(&targets, args.count).await?;
+    print!("{report}");
+    write_json(args.json.as_deref(), &report)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn bench_containers(args: ContainersArgs) -> anyhow::Result<ExitCode> {
+    let targets = targets(&args.endpoint, args.compare.as_deref()).await?;
+    let (images, _lab) = test_images(&args.registry, false).await?;
+    let report = bench::containers::run(&targets, &images, args.count).await?;
     print!("{report}");
     write_json(args.json.as_deref(), &report)?;
     Ok(ExitCode::SUCCESS)
@@ -284,5 +315,28 @@ mod tests {
         assert_eq!(runp(&["--iterations", "4"]).count.get(), 4);
         assert!(parse(&["bench", "runp", "--count", "0"]).is_err());
         assert!(parse(&["bench", "runp", "--test-registry", "127.0.0.1:5000"]).is_err());
+    }
+
+    #[test]
+    fn bench_containers() {
+        let cli = parse(&[
+            "bench",
+            "containers",
+            "--count",
+            "3",
+            "--compare",
+            "unix:///b.sock",
+            "--test-registry",
+            "127.0.0.1:5000",
+        ])
+        .unwrap();
+        let Some(Command::Bench { workload: Workload::Containers(args) }) = cli.command else {
+            panic!("not bench containers")
+        };
+        assert_eq!(args.endpoint, DEFAULT_ENDPOINT);
+        assert_eq!(args.compare.as_deref(), Some("unix:///b.sock"));
+        assert_eq!(args.count.get(), 3);
+        assert_eq!(args.registry.test_registry.as_deref(), Some("127.0.0.1:5000"));
+        assert!(parse(&["bench", "containers", "--count", "0"]).is_err());
     }
 }

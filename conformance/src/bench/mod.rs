@@ -1,6 +1,7 @@
 //! Benchmarks: a workload timed against one CRI endpoint, or two interleaved, reported as
 //! percentiles of wall time. One module per workload.
 
+pub mod containers;
 pub mod pull;
 mod report;
 pub mod runp;

@@ -33,9 +33,9 @@ pub struct RuntimeLine {
 }
 
 /// What a target needs to run pods: its pod config's cgroup parent, and its name for the report.
-struct Prepared {
-    cgroup_parent: String,
-    runtime: String,
+pub(super) struct Prepared {
+    pub(super) cgroup_parent: String,
+    pub(super) runtime: String,
 }
 
 /// Runs and removes `count` pods on each target, interleaving the targets, after one untimed pod
@@ -91,7 +91,7 @@ pub async fn run(targets: &[Target], count: NonZeroUsize) -> Result<RunpReport, 
 }
 
 /// The target's name and cgroup parent, once its pod network is ready.
-async fn prepare(target: &Target) -> Result<Prepared, BenchError> {
+pub(super) async fn prepare(target: &Target) -> Result<Prepared, BenchError> {
     let status = call(target, "Status", target.client.runtime.clone().status(StatusRequest { verbose: false })).await?;
     let network = status.status.unwrap_or_default().conditions.into_iter().find(|c| c.r#type == "NetworkReady");
     match network {
