@@ -31,6 +31,9 @@ pub struct Daemon {
     pub containers: Arc<Containers>,
     /// What the host's kernel and cgroups offer containers, probed once.
     pub host: HostFeatures,
+    /// Per pod: CreateContainer holds it shared, pod Stop and Remove exclusively, so that no
+    /// container is made in a pod being torn down.
+    pod_gates: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
     /// `pod.pause_image` parsed; none for the built-in pause.
     pause_image: Option<Reference>,
 }
@@ -120,6 +123,7 @@ impl Daemon {
             pods,
             containers,
             host,
+            pod_gates: Default::default(),
             pause_image,
         })
     }
@@ -130,6 +134,15 @@ impl Daemon {
             r.tagged().is_some_and(|t| image.repo_tags.contains(&t))
                 || r.digest().is_some_and(|d| image.repo_digests.contains(&r.with_digest(d)))
         })
+    }
+
+    pub fn pod_gate(&self, sandbox_id: &str) -> Arc<tokio::sync::RwLock<()>> {
+        self.pod_gates.lock().expect("pod gates lock").entry(sandbox_id.to_owned()).or_default().clone()
+    }
+
+    /// Forgets a removed pod's gate.
+    pub fn drop_pod_gate(&self, sandbox_id: &str) {
+        self.pod_gates.lock().expect("pod gates lock").remove(sandbox_id);
     }
 
     pub fn pause_image(&self) -> Option<&Reference> {

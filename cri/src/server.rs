@@ -54,6 +54,8 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     }
     let _lock = lock_root(&config.server.root)?;
     let daemon = Arc::new(Daemon::new(config).await?);
+    // Containers undone at start, or whose creation was cut short, held their images.
+    crate::service::release_stale_holds(&daemon).await;
     if let Some(address) = daemon.config.metrics.address.0 {
         tracing::warn!(%address, "metrics.address is set, but the metrics endpoint is not served yet");
     }

@@ -812,3 +812,27 @@ async fn bandwidth_annotations_shape_the_pods_traffic() {
     remove(&mut client, &id).await;
     assert_nothing_left(&lab, &[id]);
 }
+
+#[tokio::test]
+async fn a_pod_whose_monitor_died_is_not_ready() {
+    let lab = Lab::with_network(18);
+    lab.write_config("");
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+    let id = run(&mut client, pod_config("orphaned")).await.unwrap();
+    assert!(is_ready(&pod_status(&mut client, &id).await.0));
+    let pid_file = lab.path(&format!("state/pods/{id}/monitor/monitor.pid"));
+    let monitor: i32 = fs::read_to_string(pid_file).unwrap().trim().parse().unwrap();
+    unsafe { libc::kill(monitor, libc::SIGKILL) };
+    let mut ready = true;
+    for _ in 0..100 {
+        ready = is_ready(&pod_status(&mut client, &id).await.0);
+        if !ready {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!ready, "a pod without its monitor can run no container: the kubelet must make a new one");
+    remove(&mut client, &id).await;
+    assert_nothing_left(&lab, &[id]);
+}

@@ -32,7 +32,9 @@ pub async fn create_container(
     if metadata.name.is_empty() {
         return Err(Status::invalid_argument("CreateContainer: the container has no name"));
     }
-    let pod = daemon.pods.container_context(&request.pod_sandbox_id).map_err(ToStatus::to_status)?;
+    let sandbox_id = daemon.pods.status(&request.pod_sandbox_id).map_err(ToStatus::to_status)?.record.id.to_string();
+    let _pod_gate = daemon.pod_gate(&sandbox_id).read_owned().await;
+    let pod = daemon.pods.container_context(&sandbox_id).map_err(ToStatus::to_status)?;
     let image_name = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
     let image = daemon.images.resolve(&image_name).map_err(ToStatus::to_status)?.ok_or_else(|| {
         Status::not_found(format!("CreateContainer: image {image_name:?} is not present: pull it first"))
@@ -40,6 +42,12 @@ pub async fn create_container(
 
     let log_path = match (&pod.record.config.log_directory, config.log_path.as_str()) {
         (_, "") => None,
+        // Relative to the pod's log directory, never out of it.
+        (Some(_), path) if path.starts_with('/') => {
+            return Err(Status::invalid_argument(format!(
+                "CreateContainer: log path {path:?} must be relative to the pod's log directory"
+            )));
+        }
         (Some(dir), path) => Some(dir.join(path)),
         (None, path) => Some(PathBuf::from(path)),
     };
@@ -98,7 +106,14 @@ fn fingerprint(config: &cri::ContainerConfig) -> String {
     let mut normalized = config.clone();
     let labels: BTreeMap<_, _> = std::mem::take(&mut normalized.labels).into_iter().collect();
     let annotations: BTreeMap<_, _> = std::mem::take(&mut normalized.annotations).into_iter().collect();
-    let text = format!("{normalized:?}\n{labels:?}\n{annotations:?}");
+    // Every map of the message, sorted: a HashMap's order differs from one request to the next.
+    let unified: BTreeMap<_, _> = normalized
+        .linux
+        .as_mut()
+        .and_then(|l| l.resources.as_mut())
+        .map(|r| std::mem::take(&mut r.unified).into_iter().collect())
+        .unwrap_or_default();
+    let text = format!("{normalized:?}\n{labels:?}\n{annotations:?}\n{unified:?}");
     Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 

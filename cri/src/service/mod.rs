@@ -53,5 +53,6 @@ mod update_container_resources;
 mod update_runtime_config;
 mod version;
 
+pub use container_holds::release_stale as release_stale_holds;
 pub use image::ImageService;
 pub use runtime::RuntimeService;

@@ -10,7 +10,13 @@ pub async fn stop_pod_sandbox(
     request: StopPodSandboxRequest,
 ) -> Result<StopPodSandboxResponse, Status> {
     // Containers first, at once: the kubelet has given them their grace period already.
-    if let Ok(view) = daemon.pods.status(&request.pod_sandbox_id) {
+    let view = daemon.pods.status(&request.pod_sandbox_id);
+    let gate = view.as_ref().ok().map(|v| daemon.pod_gate(v.record.id.as_str()));
+    let _gate = match &gate {
+        Some(gate) => Some(gate.write().await),
+        None => None,
+    };
+    if let Ok(view) = view {
         for id in daemon.containers.of_sandbox(view.record.id.as_str()) {
             daemon.containers.stop(id.as_str(), std::time::Duration::ZERO).await.map_err(ToStatus::to_status)?;
         }

@@ -189,6 +189,17 @@ impl Containers {
             }
         }
         for container in containers.store.all() {
+            let record = container.record();
+            // Started by the runtime, but the daemon died before it wrote so.
+            if record.stage == Stage::Created && runs(&record) {
+                let started = matches!(
+                    containers.runtime_of(&record).state(&record.id).await,
+                    Ok(Some(state)) if state.status == crate::oci::OciStatus::Running
+                );
+                if started && let Err(e) = containers.update(&container, |r| r.stage = Stage::Started).await {
+                    tracing::warn!(id = %container.id, "recording a start the daemon missed: {e}");
+                }
+            }
             if container.record().stage == Stage::Creating {
                 tracing::warn!(id = %container.id, "undoing a container whose creation was interrupted");
                 if let Err(e) = containers.destroy(&container).await {
@@ -261,6 +272,7 @@ impl Containers {
             started_at_ns: None,
             stage: Stage::Creating,
             pid: None,
+            pid_start_time: None,
             user: None,
             handler: new.runtime.handler().name.to_string(),
             runtime_path: new.runtime.handler().path.clone(),
@@ -330,8 +342,10 @@ impl Containers {
         })
         .await?;
         let user = prepared.user;
+        let pid_start_time = start_time(pid);
         self.update(container, move |r| {
             r.pid = Some(pid);
+            r.pid_start_time = pid_start_time;
             r.user = user;
             r.stage = Stage::Created;
         })
@@ -500,7 +514,7 @@ impl Containers {
             (_, Some(exit)) => (ContainerState::Exited, Some(Exit::recorded(&exit))),
             (Stage::Creating, None) => (ContainerState::Created, None),
             // A dead process whose monitor lives is being reaped: its record is on its way.
-            (stage, None) if record.pid.is_some_and(is_alive) || monitor_alive(&record.monitor_dir) => {
+            (stage, None) if runs(&record) || monitor_alive(&record.monitor_dir) => {
                 (if stage == Stage::Started { ContainerState::Running } else { ContainerState::Created }, None)
             }
             // Gone without a record of how: a reboot or a monitor killed with it.
@@ -527,7 +541,7 @@ impl Containers {
     async fn wait_exit(&self, record: &ContainerRecord, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         loop {
-            let gone_unrecorded = !record.pid.is_some_and(is_alive) && !monitor_alive(&record.monitor_dir);
+            let gone_unrecorded = !runs(record) && !monitor_alive(&record.monitor_dir);
             if record.exit_file.exists() || gone_unrecorded {
                 return true;
             }
@@ -618,10 +632,24 @@ impl Drop for Finished {
 }
 
 fn is_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with(|c| c != 'Z')))
-        .unwrap_or(false)
+    start_time(pid).is_some()
+}
+
+/// A process's start time in clock ticks since boot (`/proc/<pid>/stat` field 22); none for a
+/// process that is gone or a zombie.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat[stat.rfind(')')? + 2..].split(' ');
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+/// Whether the container's init still runs: its pid alive and the same process as at create,
+/// so that a pid reused after a reboot does not count.
+fn runs(record: &ContainerRecord) -> bool {
+    record.pid.is_some_and(|pid| start_time(pid).is_some_and(|t| record.pid_start_time.is_none_or(|r| r == t)))
 }
 
 /// The pod's monitor, which is gone once the pod stopped.

@@ -67,6 +67,10 @@ pub struct ContainerRecord {
     pub stage: Stage,
     #[serde(default)]
     pub pid: Option<u32>,
+    /// The init's start time in clock ticks since boot, telling it from a process that reuses
+    /// its pid after a reboot.
+    #[serde(default)]
+    pub pid_start_time: Option<u64>,
     #[serde(default)]
     pub user: Option<UserRecord>,
     pub handler: String,

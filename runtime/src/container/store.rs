@@ -186,6 +186,7 @@ mod tests {
             started_at_ns: None,
             stage: Stage::Creating,
             pid: None,
+            pid_start_time: None,
             user: None,
             handler: "runc".into(),
             runtime_path: "/usr/sbin/runc".into(),
