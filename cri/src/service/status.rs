@@ -64,7 +64,7 @@ fn status_blocking(daemon: &Daemon, request: StatusRequest) -> Result<StatusResp
         status: Some(RuntimeStatus { conditions: vec![runtime, network] }),
         info,
         runtime_handlers: runtime_handlers(daemon),
-        features: Some(RuntimeFeatures { supplemental_groups_policy: false }),
+        features: Some(RuntimeFeatures { supplemental_groups_policy: true }),
     })
 }
 
