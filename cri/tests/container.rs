@@ -2,137 +2,16 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::fs;
 use std::time::Duration;
 
-use common::{Lab, assert_contains};
-use crisp_conformance::client::CriClient;
-use crisp_conformance::lab::Lab as ImageLab;
-use crisp_conformance::lab::image::LabImage;
+use common::assert_contains;
+use common::containers::setup;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ContainerStatusRequest,
-    CreateContainerRequest, ExecSyncRequest, ImageSpec, LinuxContainerConfig, LinuxContainerResources,
-    ListContainersRequest, PodSandboxConfig, PodSandboxMetadata, PullImageRequest, RemoveContainerRequest,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
+    ContainerState, ContainerStatusRequest, LinuxContainerConfig, LinuxContainerResources, RemoveContainerRequest,
+    StopContainerRequest,
 };
 use tonic::Code;
-
-struct Setup {
-    lab: Lab,
-    _registry: ImageLab,
-    client: CriClient,
-    daemon: common::Daemon,
-    pod: String,
-    pod_config: PodSandboxConfig,
-    image: String,
-}
-
-async fn setup(n: u8) -> Setup {
-    let registry = ImageLab::start().await.expect("lab registry");
-    let lab = Lab::with_network(n);
-    lab.write_config("");
-    let daemon = lab.start();
-    let mut client = daemon.client().await;
-    let image = format!("{}/{}", registry.registry().addr(), LabImage::Busybox);
-    client
-        .image
-        .pull_image(PullImageRequest {
-            image: Some(ImageSpec { image: image.clone(), ..Default::default() }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let pod_config = PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: "ctr".into(),
-            uid: "ctr-uid".into(),
-            namespace: "e2e".into(),
-            attempt: 0,
-        }),
-        hostname: "ctr-pod".into(),
-        log_directory: lab.path("logs").to_string_lossy().into_owned(),
-        ..Default::default()
-    };
-    let pod = client
-        .runtime
-        .run_pod_sandbox(RunPodSandboxRequest { config: Some(pod_config.clone()), runtime_handler: String::new() })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
-    Setup { lab, _registry: registry, client, daemon, pod, pod_config, image }
-}
-
-impl Setup {
-    fn config(&self, name: &str, command: &[&str]) -> ContainerConfig {
-        ContainerConfig {
-            metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
-            image: Some(ImageSpec { image: self.image.clone(), ..Default::default() }),
-            command: command.iter().map(|c| c.to_string()).collect(),
-            log_path: format!("{name}.log"),
-            labels: HashMap::from([("name".into(), name.into())]),
-            ..Default::default()
-        }
-    }
-
-    async fn create(&mut self, config: ContainerConfig) -> Result<String, tonic::Status> {
-        self.client
-            .runtime
-            .create_container(CreateContainerRequest {
-                pod_sandbox_id: self.pod.clone(),
-                config: Some(config),
-                sandbox_config: Some(self.pod_config.clone()),
-            })
-            .await
-            .map(|r| r.into_inner().container_id)
-    }
-
-    async fn start(&mut self, id: &str) -> Result<(), tonic::Status> {
-        self.client.runtime.start_container(StartContainerRequest { container_id: id.into() }).await.map(|_| ())
-    }
-
-    async fn status(&mut self, id: &str) -> ContainerStatus {
-        let request = ContainerStatusRequest { container_id: id.into(), verbose: false };
-        self.client.runtime.container_status(request).await.unwrap().into_inner().status.unwrap()
-    }
-
-    async fn wait_exited(&mut self, id: &str) -> ContainerStatus {
-        for _ in 0..500 {
-            let status = self.status(id).await;
-            if status.state == ContainerState::ContainerExited as i32 {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("container {id} did not exit:\n{}", self.daemon.logs());
-    }
-
-    async fn exec(&mut self, id: &str, cmd: &[&str], timeout: i64) -> Result<(i32, String, String), tonic::Status> {
-        let request =
-            ExecSyncRequest { container_id: id.into(), cmd: cmd.iter().map(|c| c.to_string()).collect(), timeout };
-        let r = self.client.runtime.exec_sync(request).await?.into_inner();
-        Ok((
-            r.exit_code,
-            String::from_utf8_lossy(&r.stdout).into_owned(),
-            String::from_utf8_lossy(&r.stderr).into_owned(),
-        ))
-    }
-
-    async fn teardown(mut self) {
-        self.client
-            .runtime
-            .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: self.pod.clone() })
-            .await
-            .unwrap();
-        let left = self.client.runtime.list_containers(ListContainersRequest::default()).await.unwrap().into_inner();
-        assert!(left.containers.is_empty(), "removing the pod removes its containers");
-        let dir = self.lab.dir.path().to_string_lossy().into_owned();
-        let netns_dir = self.lab.path("state/netns").to_string_lossy().into_owned();
-        let mounts: Vec<_> = common::net::mounts_under(&dir).into_iter().filter(|m| *m != netns_dir).collect();
-        assert!(mounts.is_empty(), "mounts left: {mounts:?}");
-    }
-}
 
 #[tokio::test]
 async fn a_container_runs_logs_execs_and_stops() {

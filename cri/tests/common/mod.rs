@@ -17,6 +17,7 @@ pub const CRISP: &str = env!("CARGO_BIN_EXE_crisp");
 /// How long a daemon may take to come up before the test fails saying so.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+pub mod containers;
 pub mod net;
 
 pub struct Lab {
@@ -72,8 +73,38 @@ impl Lab {
 
     /// Starts crisp on the config as written and waits until its socket answers.
     pub fn start(&self) -> Daemon {
+        self.spawn(Command::new(CRISP))
+    }
+
+    /// As `start`, with crisp in a new mount namespace whose mounts are all private: what it,
+    /// its monitors and containers mount stays there, and so do the test's own mount changes
+    /// made in it (through `nsenter`); all of it goes when the last of those processes exits.
+    pub fn start_in_own_mount_namespace(&self) -> Daemon {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(CRISP);
+        // SAFETY: only async-signal-safe syscalls between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::unshare(libc::CLONE_NEWNS) != 0
+                    || libc::mount(
+                        c"none".as_ptr(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self.spawn(command)
+    }
+
+    fn spawn(&self, mut command: Command) -> Daemon {
         let log = self.path(&format!("crisp-{}.log", unique_suffix()));
-        let child = Command::new(CRISP)
+        let child = command
             .arg("--config")
             .arg(self.config_path())
             .stdin(Stdio::null())
