@@ -280,7 +280,7 @@ pub fn container_spec(input: &ContainerSpecInput) -> Result<ContainerSpec, SpecE
     if !input.process.rlimits.is_empty() {
         process.set_rlimits(Some(input.process.rlimits.clone()));
     }
-    let caps = capabilities(&security.capabilities, security.privileged, input.host.last_cap)?;
+    let caps = capabilities(&security.capabilities, security.privileged, input.host.capabilities)?;
     let mut process_caps = LinuxCapabilities::default();
     process_caps
         .set_bounding(Some(caps.clone()))
@@ -457,9 +457,9 @@ fn working_dir(process: &ProcessInput, rootfs: &Rootfs) -> Result<PathBuf, SpecE
 }
 
 /// The container's capability set: containerd's defaults, ALL added, ALL dropped, then the
-/// named additions and drops; every capability the kernel has when privileged.
-fn capabilities(changes: &CapabilityChanges, privileged: bool, last_cap: u8) -> Result<HashSet<Capability>, SpecError> {
-    let all = || ALL_CAPABILITIES.iter().filter(|(n, _)| *n <= last_cap).map(|(_, c)| *c);
+/// named additions and drops; all the daemon's own (`host`) when privileged.
+fn capabilities(changes: &CapabilityChanges, privileged: bool, host: u64) -> Result<HashSet<Capability>, SpecError> {
+    let all = || ALL_CAPABILITIES.iter().filter(|(n, _)| host & (1 << n) != 0).map(|(_, c)| *c);
     if privileged {
         return Ok(all().collect());
     }

@@ -12,7 +12,14 @@ struct Fixture {
 }
 
 fn host() -> HostFeatures {
-    HostFeatures { cgroup_v2: false, swap_limit: true, hugetlb: false, apparmor: false, last_cap: 40, kernel: (6, 1) }
+    HostFeatures {
+        cgroup_v2: false,
+        swap_limit: true,
+        hugetlb: false,
+        apparmor: false,
+        capabilities: (1 << 41) - 1,
+        kernel: (6, 1),
+    }
 }
 
 /// A rootfs with a passwd and group, pod files, and an input running `sh` in it.
@@ -209,10 +216,12 @@ fn capabilities_add_and_drop() {
     f.input.security.capabilities = CapabilityChanges { add: vec![], drop: vec!["ALL".into()] };
     assert!(caps(&build(&f.input), "bounding").is_empty());
 
-    // "All" is what this kernel has.
-    f.input.host.last_cap = 37;
+    // "All" is what the daemon has: here all but CAP_SYS_RESOURCE, on an older kernel.
+    f.input.host.capabilities = ((1 << 38) - 1) & !(1 << 24);
     f.input.security.capabilities = CapabilityChanges { add: vec!["ALL".into()], drop: vec![] };
-    assert_eq!(caps(&build(&f.input), "bounding").len(), 38);
+    let all = caps(&build(&f.input), "bounding");
+    assert_eq!(all.len(), 37);
+    assert!(!all.contains("CAP_SYS_RESOURCE") && !all.contains("CAP_PERFMON"));
 
     f.input.security.capabilities = CapabilityChanges { add: vec!["NOT_A_CAP".into()], drop: vec![] };
     assert!(matches!(container_spec(&f.input), Err(SpecError::UnknownCapability(_))));
@@ -242,6 +251,13 @@ fn privileged_containers() {
     assert_eq!(rules.len(), devices.len() + 1);
     // No cgroup namespace for privileged containers, even on cgroup v2.
     assert!(!spec["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "cgroup"));
+
+    // A daemon whose bounding set lacks CAP_SYS_RESOURCE cannot give it: runc would refuse to
+    // start the container.
+    f.input.host.capabilities = ((1 << 41) - 1) & !(1 << 24);
+    let limited = caps(&build(&f.input), "bounding");
+    assert_eq!(limited.len(), 40);
+    assert!(!limited.contains("CAP_SYS_RESOURCE"));
 }
 
 #[test]

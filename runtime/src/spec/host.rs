@@ -18,8 +18,12 @@ pub struct HostFeatures {
     pub hugetlb: bool,
     /// `/sys/module/apparmor/parameters/enabled` says `Y`: AppArmor profiles are applied.
     pub apparmor: bool,
-    /// `/proc/sys/kernel/cap_last_cap`: "all capabilities" means those up to this one.
-    pub last_cap: u8,
+    /// The capabilities the daemon itself has (`CapEff`, bit N for capability N): "all
+    /// capabilities" (privileged, or `ALL` added) means these, as in containerd. Not every
+    /// capability the kernel knows: a runtime cannot give what its bounding set lacks, so
+    /// under a restricted bounding set (a systemd `CapabilityBoundingSet=`, a nested
+    /// runtime) such containers would fail to start.
+    pub capabilities: u64,
     /// The running kernel's (major, minor), for the seccomp rules older kernels need.
     pub kernel: (u32, u32),
 }
@@ -41,13 +45,14 @@ impl HostFeatures {
             Path::new("/sys/fs/cgroup/hugetlb").is_dir()
         };
         let apparmor = fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|v| v.trim() == "Y");
-        let last_cap = fs::read_to_string("/proc/sys/kernel/cap_last_cap")?
-            .trim()
-            .parse()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("cap_last_cap: {e}")))?;
+        let capabilities = fs::read_to_string("/proc/self/status")?
+            .lines()
+            .find_map(|line| line.strip_prefix("CapEff:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no CapEff in /proc/self/status"))?;
         let kernel = parse_release(&fs::read_to_string("/proc/sys/kernel/osrelease")?)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable kernel release"))?;
-        Ok(HostFeatures { cgroup_v2, swap_limit, hugetlb, apparmor, last_cap, kernel })
+        Ok(HostFeatures { cgroup_v2, swap_limit, hugetlb, apparmor, capabilities, kernel })
     }
 }
 
@@ -80,7 +85,8 @@ mod tests {
     #[test]
     fn detect_reads_this_host() {
         let host = HostFeatures::detect().unwrap();
-        assert!(host.last_cap >= 36, "{host:?}");
+        // Root tests: CAP_CHOWN (0) and CAP_SYS_ADMIN (21) at least.
+        assert_eq!(host.capabilities & (1 | 1 << 21), 1 | 1 << 21, "{host:?}");
         assert!(host.kernel >= (4, 0));
     }
 }
