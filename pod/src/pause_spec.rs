@@ -52,6 +52,16 @@ pub fn pause_spec(record: &SandboxRecord, pause: &PauseProcess, oom: &OomScoreAd
         ));
     }
 
+    // sysfs is one superblock per network namespace, read-only if its first mount was: a
+    // privileged pod's pause mounts it writable so that its privileged containers get it so.
+    if config.privileged
+        && let Some(mounts) = spec.mounts_mut()
+    {
+        for mount in mounts.iter_mut().filter(|m| m.destination() == Path::new("/sys")) {
+            let options = mount.options().clone().unwrap_or_default();
+            mount.set_options(Some(options.into_iter().map(|o| if o == "ro" { "rw".into() } else { o }).collect()));
+        }
+    }
     let modes = config.namespaces;
     let mut namespaces = vec![namespace(LinuxNamespaceType::Mount, None)?];
     if modes.network != NamespaceMode::Node {

@@ -539,6 +539,10 @@ impl Containers {
     /// Whether the container's exit was recorded (or its runtime state says it is gone)
     /// within `within`.
     async fn wait_exit(&self, record: &ContainerRecord, within: Duration) -> bool {
+        // Never created by the runtime: nothing to wait for.
+        if record.pid.is_none() {
+            return true;
+        }
         let deadline = Instant::now() + within;
         loop {
             let gone_unrecorded = !runs(record) && !monitor_alive(&record.monitor_dir);
