@@ -69,13 +69,10 @@ fn hex(mask: u64) -> String {
 /// The options of the mount at `mountpoint` in a /proc/self/mounts text, if one is there.
 fn mount_options<'a>(mounts: &'a str, mountpoint: &str) -> Option<&'a str> {
     // The last one: it is the one on top.
-    mounts
-        .lines()
-        .rev()
-        .find_map(|l| {
-            let fields: Vec<&'a str> = l.split(' ').collect();
-            (fields.len() > 3 && fields[1] == mountpoint).then(|| fields[3])
-        })
+    mounts.lines().rev().find_map(|l| {
+        let fields: Vec<&'a str> = l.split(' ').collect();
+        (fields.len() > 3 && fields[1] == mountpoint).then(|| fields[3])
+    })
 }
 
 fn has_option(options: Option<&str>, option: &str) -> bool {

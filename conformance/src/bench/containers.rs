@@ -248,7 +248,7 @@ fn keeper_memory(samples: Vec<(String, u64)>) -> Option<KeeperMemory> {
     let process = samples.first()?.0.clone();
     let mut kib: Vec<u64> = samples.into_iter().map(|(_, kib)| kib).collect();
     kib.sort_unstable();
-    let p50 = kib[(kib.len() + 1) / 2 - 1];
+    let p50 = kib[kib.len().div_ceil(2) - 1];
     Some(KeeperMemory { process, p50_kib: p50, max_kib: *kib.last()? })
 }
 
