@@ -105,3 +105,21 @@ async fn containers_outlive_a_killed_daemon() {
     assert_eq!(s.status(&steady).await.exit_code, 137);
     s.teardown().await;
 }
+
+#[tokio::test]
+async fn the_termination_message_is_reported() {
+    let mut s = setup(23).await;
+    let file = s.lab.path("termination-log");
+    fs::write(&file, "").unwrap();
+    let mut config = s.config("last-words", &["sh", "-c", "echo -n 'out of cheese' > /dev/termination-log; exit 1"]);
+    config.annotations.insert("io.kubernetes.container.terminationMessagePath".into(), "/dev/termination-log".into());
+    config.mounts.push(k8s_cri::v1::Mount {
+        container_path: "/dev/termination-log".into(),
+        host_path: file.to_string_lossy().into_owned(),
+        ..Default::default()
+    });
+    let id = s.run(config).await;
+    let status = s.wait_exited(&id).await;
+    assert_eq!((status.exit_code, status.reason.as_str(), status.message.as_str()), (1, "Error", "out of cheese"));
+    s.teardown().await;
+}

@@ -5,6 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use crisp_runtime::container::{ContainerState, ContainerView};
 use k8s_cri::v1 as cri;
 
+/// Where the kubelet says, by annotation, its termination message file is mounted.
+const TERMINATION_MESSAGE_PATH: &str = "io.kubernetes.container.terminationMessagePath";
+
+/// The kubelet reads at most this much of a termination message.
+const MAX_MESSAGE: u64 = 4096;
+
 pub fn cri_state(view: &ContainerView) -> i32 {
     (match view.state {
         ContainerState::Created => cri::ContainerState::ContainerCreated,
@@ -69,7 +75,7 @@ pub fn to_cri_status(view: &ContainerView) -> cri::ContainerStatus {
         image: Some(image(view)),
         image_ref: record.image_id.clone(),
         reason,
-        message: String::new(),
+        message: if view.exit.is_some() { termination_message(view) } else { String::new() },
         labels: unsorted(&record.labels),
         annotations: unsorted(&record.annotations),
         mounts: record
@@ -95,4 +101,25 @@ pub fn to_cri_status(view: &ContainerView) -> cri::ContainerStatus {
             }),
         }),
     }
+}
+
+/// What the container wrote to its termination message file: the host file the kubelet mounted
+/// at the annotated path, read with a cap and never through a symlink.
+fn termination_message(view: &ContainerView) -> String {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let record = &view.record;
+    let Some(path) = record.annotations.get(TERMINATION_MESSAGE_PATH) else { return String::new() };
+    let Some(mount) = record.mounts.iter().find(|m| m.container_path == *path) else { return String::new() };
+    let file =
+        std::fs::File::options().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(&mount.host_path);
+    let mut text = String::new();
+    if let Ok(file) = file
+        && file.metadata().is_ok_and(|m| m.is_file())
+    {
+        let mut bytes = Vec::new();
+        let _ = file.take(MAX_MESSAGE).read_to_end(&mut bytes);
+        text = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    text
 }
