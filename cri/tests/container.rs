@@ -123,3 +123,41 @@ async fn the_termination_message_is_reported() {
     assert_eq!((status.exit_code, status.reason.as_str(), status.message.as_str()), (1, "Error", "out of cheese"));
     s.teardown().await;
 }
+
+#[tokio::test]
+async fn resources_are_reported_and_updated() {
+    let mut s = setup(24).await;
+    let mut config = s.config("sized", &["sleep", "1000"]);
+    config.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            cpu_shares: 256,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = s.run(config).await;
+    let reported = |status: &k8s_cri::v1::ContainerStatus| {
+        let linux = status.resources.as_ref().and_then(|r| r.linux.clone()).expect("resources reported");
+        (linux.memory_limit_in_bytes, linux.cpu_shares)
+    };
+    assert_eq!(reported(&s.status(&id).await), (64 << 20, 256));
+
+    let update = k8s_cri::v1::UpdateContainerResourcesRequest {
+        container_id: id.clone(),
+        linux: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 128 << 20,
+            cpu_shares: 512,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    s.client.runtime.update_container_resources(update).await.unwrap();
+    let cgroup = |controller: &str, file: &str| {
+        fs::read_to_string(format!("/sys/fs/cgroup/{controller}/crisp/crisp-{id}/{file}")).unwrap().trim().to_owned()
+    };
+    assert_eq!(cgroup("memory", "memory.limit_in_bytes"), (128u64 << 20).to_string());
+    assert_eq!(cgroup("cpu", "cpu.shares"), "512");
+    assert_eq!(reported(&s.status(&id).await), (128 << 20, 512));
+    s.teardown().await;
+}

@@ -256,3 +256,25 @@ async fn resources_are_updated_in_place() {
     let err = containers.update_resources(id.as_str(), Default::default()).await.unwrap_err();
     assert!(matches!(err, ContainerError::NotFound(_)), "{err}");
 }
+
+#[tokio::test]
+async fn a_forced_stop_does_not_wait_for_a_graceful_one() {
+    let lab = Lab::new();
+    let containers = Containers::open(lab.config()).await.unwrap();
+    let id = containers
+        .create(lab.new_container("stubborn", "a"), lab.prepare(&["/bin/busybox", "sleep", "1000"]))
+        .await
+        .unwrap();
+    containers.start(id.as_str()).await.unwrap();
+    let graceful = {
+        let (containers, id) = (containers.clone(), id.clone());
+        tokio::spawn(async move { containers.stop(id.as_str(), Duration::from_secs(30)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    containers.stop(id.as_str(), Duration::ZERO).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "the forced stop waited {:?}", started.elapsed());
+    graceful.await.unwrap().unwrap();
+    assert_eq!(containers.status(id.as_str()).unwrap().exit.unwrap().code, 137);
+    containers.remove(id.as_str()).await.unwrap();
+}

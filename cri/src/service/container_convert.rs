@@ -91,7 +91,10 @@ pub fn to_cri_status(view: &ContainerView) -> cri::ContainerStatus {
             })
             .collect(),
         log_path: record.log_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
-        resources: None,
+        resources: record
+            .resources
+            .as_ref()
+            .map(|r| cri::ContainerResources { linux: Some(linux_resources(r)), windows: None }),
         image_id: record.image_id.clone(),
         user: record.user.as_ref().map(|u| cri::ContainerUser {
             linux: Some(cri::LinuxContainerUser {
@@ -122,4 +125,19 @@ fn termination_message(view: &ContainerView) -> String {
         text = String::from_utf8_lossy(&bytes).into_owned();
     }
     text
+}
+
+fn linux_resources(r: &oci_spec::runtime::LinuxResources) -> cri::LinuxContainerResources {
+    let cpu = r.cpu().clone().unwrap_or_default();
+    let memory = r.memory().clone().unwrap_or_default();
+    cri::LinuxContainerResources {
+        cpu_period: cpu.period().map_or(0, |v| v as i64),
+        cpu_quota: cpu.quota().unwrap_or(0),
+        cpu_shares: cpu.shares().map_or(0, |v| v as i64),
+        memory_limit_in_bytes: memory.limit().unwrap_or(0),
+        memory_swap_limit_in_bytes: memory.swap().unwrap_or(0),
+        cpuset_cpus: cpu.cpus().clone().unwrap_or_default(),
+        cpuset_mems: cpu.mems().clone().unwrap_or_default(),
+        ..Default::default()
+    }
 }

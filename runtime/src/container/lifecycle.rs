@@ -274,6 +274,7 @@ impl Containers {
             pid: None,
             pid_start_time: None,
             user: None,
+            resources: None,
             handler: new.runtime.handler().name.to_string(),
             runtime_path: new.runtime.handler().path.clone(),
             runtime_root: new.runtime.root().to_owned(),
@@ -333,6 +334,10 @@ impl Containers {
                 .map(|p| p.display().to_string()),
             stdio: Some(stdio),
         };
+        let mut resources = prepared.spec.linux().as_ref().and_then(|l| l.resources().clone());
+        if let Some(r) = resources.as_mut() {
+            r.set_devices(None);
+        }
         let (spec, monitor_dir) = (prepared.spec, record.monitor_dir.clone());
         let pid = blocking(move || {
             std::fs::create_dir_all(&bundle).map_err(ContainerError::io(format!("creating {}", bundle.display())))?;
@@ -347,6 +352,7 @@ impl Containers {
             r.pid = Some(pid);
             r.pid_start_time = pid_start_time;
             r.user = user;
+            r.resources = resources;
             r.stage = Stage::Created;
         })
         .await
@@ -382,11 +388,16 @@ impl Containers {
         let Some(container) = self.find_optional(id)? else {
             return Ok(());
         };
-        let _op = container.op.lock().await;
-        if !self.is_current(&container) {
-            return Ok(());
-        }
-        self.kill(&container.record(), timeout).await
+        let record = {
+            let _op = container.op.lock().await;
+            if !self.is_current(&container) {
+                return Ok(());
+            }
+            container.record()
+        };
+        // The grace period runs without the lock: a later Stop with a shorter one, or a
+        // Remove, kills at once instead of waiting for this one to end.
+        self.kill(&record, timeout).await
     }
 
     /// Kills the container if it runs and deletes everything it had; a missing one is fine.
@@ -413,7 +424,8 @@ impl Containers {
         if view.record.stage == Stage::Creating || view.state == ContainerState::Exited {
             return Err(ContainerError::NotRunning(view.record.id.clone()));
         }
-        Ok(self.runtime_of(&view.record).update(&view.record.id, &resources).await?)
+        self.runtime_of(&view.record).update(&view.record.id, &resources).await?;
+        self.update(&container, move |r| r.resources = Some(resources)).await
     }
 
     /// Has the monitor reopen a running container's log after the kubelet rotated it.

@@ -73,6 +73,9 @@ pub struct ContainerRecord {
     pub pid_start_time: Option<u64>,
     #[serde(default)]
     pub user: Option<UserRecord>,
+    /// The cgroup limits it runs under, as created or last updated (device rules left out).
+    #[serde(default)]
+    pub resources: Option<oci_spec::runtime::LinuxResources>,
     pub handler: String,
     pub runtime_path: PathBuf,
     pub runtime_root: PathBuf,

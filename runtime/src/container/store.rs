@@ -188,6 +188,7 @@ mod tests {
             pid: None,
             pid_start_time: None,
             user: None,
+            resources: None,
             handler: "runc".into(),
             runtime_path: "/usr/sbin/runc".into(),
             runtime_root: "/run/crisp/runtime/runc".into(),
