@@ -129,7 +129,7 @@ fn termination_message(view: &ContainerView) -> String {
 
 fn linux_resources(r: &oci_spec::runtime::LinuxResources) -> cri::LinuxContainerResources {
     let cpu = r.cpu().clone().unwrap_or_default();
-    let memory = r.memory().clone().unwrap_or_default();
+    let memory = (*r.memory()).unwrap_or_default();
     cri::LinuxContainerResources {
         cpu_period: cpu.period().map_or(0, |v| v as i64),
         cpu_quota: cpu.quota().unwrap_or(0),
