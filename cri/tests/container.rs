@@ -28,6 +28,9 @@ async fn a_container_runs_logs_execs_and_stops() {
     let status = s.status(&id).await;
     assert_eq!(status.state, ContainerState::ContainerRunning as i32);
     assert!(status.started_at >= status.created_at && status.created_at > 0);
+    // The image as pod status shows it: by repo digest, and its ID apart.
+    assert!(status.image_ref.contains("@sha256:"), "{}", status.image_ref);
+    assert!(status.image_id.starts_with("sha256:"), "{}", status.image_id);
     assert_eq!(s.start(&id).await.unwrap_err().code(), Code::FailedPrecondition);
 
     let (code, out, _) = s.exec(&id, &["id"], 10).await.unwrap();

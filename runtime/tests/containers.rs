@@ -56,6 +56,7 @@ impl Lab {
             fingerprint: fingerprint.into(),
             image: "busybox".into(),
             image_id: "sha256:busybox".into(),
+            image_ref: "busybox@sha256:busybox".into(),
             labels: BTreeMap::from([("app".into(), name.into())]),
             annotations: BTreeMap::new(),
             log_path: None,

@@ -70,6 +70,7 @@ pub async fn create_container(
         fingerprint: fingerprint(&config),
         image: image_name.clone(),
         image_id: image.id.to_string(),
+        image_ref: image.repo_digests.first().cloned().unwrap_or_else(|| image.id.to_string()),
         labels: config.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         annotations: config.annotations.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         log_path: log_path.clone(),

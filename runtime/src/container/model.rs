@@ -56,6 +56,10 @@ pub struct ContainerRecord {
     /// The image as the request named it, and the image's ID.
     pub image: String,
     pub image_id: String,
+    /// The image as the kubelet shows it in pod status: a repo digest where the image has one,
+    /// else its ID.
+    #[serde(default)]
+    pub image_ref: String,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub log_path: Option<PathBuf>,

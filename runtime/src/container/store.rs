@@ -177,6 +177,7 @@ mod tests {
             fingerprint: "f".into(),
             image: "busybox".into(),
             image_id: "sha256:x".into(),
+            image_ref: "busybox@sha256:x".into(),
             labels: Default::default(),
             annotations: Default::default(),
             log_path: None,
