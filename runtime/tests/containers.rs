@@ -279,3 +279,52 @@ async fn a_forced_stop_does_not_wait_for_a_graceful_one() {
     assert_eq!(containers.status(id.as_str()).unwrap().exit.unwrap().code, 137);
     containers.remove(id.as_str()).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_creation_that_cannot_be_undone_shows_as_failed_not_as_created() {
+    use crisp_runtime::container::{ContainerStore, Stage};
+    let lab = Lab::new();
+    let config = lab.config();
+    // What a crash mid-creation leaves.
+    let (store, _) = ContainerStore::open(&config.root).unwrap();
+    let new = lab.new_container("stuck", "a");
+    let record = crisp_runtime::container::ContainerRecord {
+        id: crisp_runtime::ContainerId::random(),
+        key: new.key.clone(),
+        fingerprint: "a".into(),
+        image: "busybox".into(),
+        image_id: "sha256:busybox".into(),
+        image_ref: String::new(),
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        log_path: None,
+        mounts: vec![],
+        stop_signal: libc::SIGTERM,
+        created_at_ns: 1,
+        started_at_ns: None,
+        stage: Stage::Creating,
+        pid: None,
+        pid_start_time: None,
+        user: None,
+        resources: None,
+        handler: "gone".into(),
+        runtime_path: "/nonexistent/runc".into(),
+        runtime_root: lab.dir.path().join("gone-root"),
+        monitor_dir: lab.monitor.dir().to_owned(),
+        rootfs: config.state.join("x/rootfs"),
+        exit_file: config.state.join("x/exit.json"),
+    };
+    let id = record.id.clone();
+    drop(store.insert(record).unwrap());
+    drop(store);
+    // Its state dir cannot be removed: a file where a directory should be.
+    fs::create_dir_all(&config.state).unwrap();
+    fs::write(config.state.join(id.as_str()), "in the way").unwrap();
+
+    let containers = Containers::open(lab.config()).await.unwrap();
+    let view = containers.status(id.as_str()).unwrap();
+    assert_eq!(view.record.stage, Stage::Failed);
+    assert_eq!(view.state, ContainerState::Exited);
+    let err = containers.create(lab.new_container("stuck", "a"), lab.prepare(&["unused"])).await.unwrap_err();
+    assert!(matches!(*err, ContainerError::AlreadyExists(_)), "{err}");
+}

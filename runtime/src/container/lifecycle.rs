@@ -205,6 +205,7 @@ impl Containers {
                 tracing::warn!(id = %container.id, "undoing a container whose creation was interrupted");
                 if let Err(e) = containers.destroy(&container).await {
                     tracing::error!(id = %container.id, "undoing the container: {e}; Remove will try again");
+                    let _ = containers.update(&container, |r| r.stage = Stage::Failed).await;
                 }
             }
         }
@@ -228,6 +229,12 @@ impl Containers {
             } else {
                 if let Some(existing) = self.store.by_key(&new.key) {
                     let record = existing.record();
+                    if record.stage == Stage::Failed {
+                        return Err(Arc::new(ContainerError::AlreadyExists(format!(
+                            "container {} failed to be created and is not undone yet: remove it",
+                            record.id
+                        ))));
+                    }
                     if record.fingerprint != new.fingerprint || record.stage == Stage::Creating {
                         return Err(Arc::new(taken(&new.key, Some(&record.id))));
                     }
@@ -298,7 +305,7 @@ impl Containers {
                 tracing::info!(%id, "container creation failed, undoing it: {e}");
                 if let Err(undo) = self.destroy(&container).await {
                     tracing::error!(%id, "undoing a failed container: {undo}; Remove will try again");
-                    let _ = self.update(&container, |r| r.stage = Stage::Created).await;
+                    let _ = self.update(&container, |r| r.stage = Stage::Failed).await;
                 }
                 Err(e)
             }
@@ -527,6 +534,7 @@ impl Containers {
         let (state, exit) = match (record.stage, exit) {
             (_, Some(exit)) => (ContainerState::Exited, Some(Exit::recorded(&exit))),
             (Stage::Creating, None) => (ContainerState::Created, None),
+            (Stage::Failed, None) => (ContainerState::Exited, Some(Exit::LOST)),
             // A dead process whose monitor lives is being reaped: its record is on its way.
             (stage, None) if runs(&record) || monitor_alive(&record.monitor_dir) => {
                 (if stage == Stage::Started { ContainerState::Running } else { ContainerState::Created }, None)

@@ -26,6 +26,9 @@ pub enum Stage {
     Created,
     /// Started once; running until its exit record says otherwise.
     Started,
+    /// Its creation failed and could not be wholly undone: shown as exited, for Remove to
+    /// finish, and never handed to a retry as if it had worked.
+    Failed,
 }
 
 /// A bind mount as the CRI reported it back in ContainerStatus.
