@@ -16,3 +16,14 @@ if [ -d /run/systemd/system ] && systemctl is-active -q crisp 2>/dev/null; then
 fi
 stop_pid crisp /run/crisp.pid
 stop_pid "the lab registry" /run/crisp-lab.pid
+
+# Pods outlive the daemon by design. With none left, remove the network plumbing the first pod
+# made: the netns dir's bind mount and the default network's bridge.
+netns_dir=/run/crisp/netns
+if [ -d "$netns_dir" ] && [ -z "$(ls -A "$netns_dir" 2>/dev/null)" ]; then
+  mountpoint -q "$netns_dir" && umount "$netns_dir"
+  ip link show crisp0 >/dev/null 2>&1 && ip link del crisp0 && echo "removed the crisp0 bridge"
+elif [ -d "$netns_dir" ]; then
+  echo "stop.sh: pods are still running (see $netns_dir); they keep running without crisp" >&2
+fi
+exit 0
