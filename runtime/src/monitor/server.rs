@@ -338,7 +338,8 @@ impl Server {
         let listener = bind_private(&socket).map_err(|e| start_error(socket.display(), e))?;
         let pid = std::process::id();
         let pid_path = dir.join(PID_FILE);
-        write_atomic(&pid_path, format!("{pid}\n").as_bytes()).map_err(|e| start_error(pid_path.display(), e))?;
+        crate::persist::write(&pid_path, format!("{pid}\n").as_bytes(), 0o644)
+            .map_err(|e| start_error(pid_path.display(), e))?;
 
         let server = Server {
             dir,
@@ -834,7 +835,7 @@ impl Server {
     fn record_exit(&mut self, pid: Pid, running: &Running, exit: ExitRecord) {
         let bytes = serde_json::to_vec(&exit).expect("exit records serialize");
         let oom = if exit.oom_killed { " (OOM killed)" } else { "" };
-        match write_atomic(&running.exit_file, &bytes) {
+        match crate::persist::write(&running.exit_file, &bytes, 0o644) {
             Ok(()) => self.note(format_args!("container {} (pid {pid}) exited: {}{oom}", running.id, exit.exit_code)),
             Err(e) => self.note(format_args!(
                 "container {} (pid {pid}) exited: {}{oom}, but {}: {e}",
@@ -1198,42 +1199,9 @@ fn now_ns() -> i64 {
     i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
 }
 
-/// Writes a file so that readers see the old content or all the new, also after a crash:
-/// temp file, fsync, rename, fsync of the directory.
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let mut temp_name = OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(".tmp");
-    let temp = dir.join(temp_name);
-    let result = (|| {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn write_atomic_replaces_whole_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("exit.json");
-        write_atomic(&path, b"one").unwrap();
-        write_atomic(&path, b"two").unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"two");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
-        assert!(write_atomic(&dir.path().join("absent/exit.json"), b"x").is_err());
-    }
 
     #[test]
     fn our_children_are_told_apart() {
