@@ -328,3 +328,41 @@ async fn a_creation_that_cannot_be_undone_shows_as_failed_not_as_created() {
     let err = containers.create(lab.new_container("stuck", "a"), lab.prepare(&["unused"])).await.unwrap_err();
     assert!(matches!(*err, ContainerError::AlreadyExists(_)), "{err}");
 }
+
+#[tokio::test]
+async fn an_exec_whose_caller_gives_up_is_ended() {
+    let lab = Lab::new();
+    let containers = Containers::open(lab.config()).await.unwrap();
+    let id = containers
+        .create(lab.new_container("host", "a"), lab.prepare(&["/bin/busybox", "sleep", "1000"]))
+        .await
+        .unwrap();
+    containers.start(id.as_str()).await.unwrap();
+    let mut process = spec::base(Path::new("/")).process().clone().unwrap();
+    process.set_args(Some(vec!["/bin/busybox".into(), "sleep".into(), "7777".into()]));
+    let running = |pattern: &str| {
+        fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(pattern))
+        })
+    };
+    // No timeout: only the caller going away can end it. This caller waits 500 ms.
+    let gave_up =
+        tokio::time::timeout(Duration::from_millis(500), containers.exec_sync(id.as_str(), process, None, 1 << 20))
+            .await;
+    assert!(gave_up.is_err(), "the exec ended on its own: {gave_up:?}");
+    let mut gone = false;
+    for _ in 0..300 {
+        if !running("sleep 7777") {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        gone,
+        "the exec outlived its caller; monitor log:\n{}",
+        fs::read_to_string(lab.monitor.dir().join("monitor.log")).unwrap_or_default()
+    );
+    containers.remove(id.as_str()).await.unwrap();
+}

@@ -15,7 +15,9 @@ use oci_spec::runtime::Spec;
 
 use super::model::{ContainerKey, ContainerRecord, MountRecord, Stage, UserRecord};
 use super::store::{Container, ContainerStore, StoreError};
-use crate::monitor::{ContainerStdio, CreateOptions, ExecRequest, ExitRecord, Monitor, MonitorError, read_exit};
+use crate::monitor::{
+    ContainerStdio, CreateOptions, ExecCancel, ExecRequest, ExitRecord, Monitor, MonitorError, read_exit,
+};
 use crate::oci::{OciError, OciRuntime};
 use crate::{CgroupManager, ContainerId, persist};
 
@@ -468,6 +470,9 @@ impl Containers {
         let runtime = self.runtime_of(&record);
         let dir = self.config.state.join(record.id.as_str()).join(format!("exec-{}", ContainerId::random()));
         let systemd_cgroup = self.config.cgroup_manager == CgroupManager::Systemd;
+        // A caller that gives up (the kubelet cancels a hook) ends the command too.
+        let cancel = ExecCancel::default();
+        let _on_drop = CancelOnDrop(cancel.clone());
         blocking(move || {
             let result = (|| {
                 std::fs::create_dir_all(&dir).map_err(ContainerError::io(format!("creating {}", dir.display())))?;
@@ -477,16 +482,19 @@ impl Containers {
                 std::fs::write(&process_file, json)
                     .map_err(ContainerError::io(format!("writing {}", process_file.display())))?;
                 let monitor = attach(&record.monitor_dir)?;
-                let result = monitor.exec(&ExecRequest {
-                    id: record.id.clone(),
-                    runtime: runtime.handler().path.clone(),
-                    runtime_root: runtime.root().to_owned(),
-                    systemd_cgroup,
-                    process: process_file,
-                    timeout_ms: timeout.map(|t| t.as_millis() as u64),
-                    output_dir: dir.clone(),
-                    cap_bytes,
-                })?;
+                let result = monitor.exec_cancellable(
+                    &ExecRequest {
+                        id: record.id.clone(),
+                        runtime: runtime.handler().path.clone(),
+                        runtime_root: runtime.root().to_owned(),
+                        systemd_cgroup,
+                        process: process_file,
+                        timeout_ms: timeout.map(|t| t.as_millis() as u64),
+                        output_dir: dir.clone(),
+                        cap_bytes,
+                    },
+                    &cancel,
+                )?;
                 let read = |name: &str| {
                     let path = dir.join(name);
                     std::fs::read(&path).map_err(ContainerError::io(format!("reading {}", path.display())))
@@ -643,6 +651,15 @@ fn taken(key: &ContainerKey, existing: Option<&ContainerId>) -> ContainerError {
         "container name {} (attempt {}) in pod {} is taken{which} with a different configuration",
         key.name, key.attempt, key.sandbox_id
     ))
+}
+
+/// Cancels an exec when the future waiting for it is dropped.
+struct CancelOnDrop(ExecCancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 /// Takes a finished creation out of the map, however it finished.

@@ -296,9 +296,15 @@ impl Monitor {
     /// Runs a process in the container and waits for it (and its output) to end, or for its
     /// timeout to kill it. Its output is in `request.output_dir`'s `stdout` and `stderr`.
     pub fn exec(&self, request: &ExecRequest) -> Result<ExecResult, MonitorError> {
+        self.exec_cancellable(request, &ExecCancel::default())
+    }
+
+    /// [`Monitor::exec`] that `cancel` can end from another thread: the monitor kills the
+    /// process when the connection closes, as when the daemon's caller gives up.
+    pub fn exec_cancellable(&self, request: &ExecRequest, cancel: &ExecCancel) -> Result<ExecResult, MonitorError> {
         self.require(PROTOCOL_CONTAINERS, "exec")?;
         let wait = request.timeout_ms.map(|ms| Duration::from_millis(ms) + EXEC_DRAIN + REQUEST_TIMEOUT);
-        match self.request(&Request::Exec(request.clone()), wait)? {
+        match self.request_with(&Request::Exec(request.clone()), wait, Some(cancel))? {
             Response::Exec(result) => Ok(result),
             Response::Failed { kind: FailureKind::Runtime, message } => Err(MonitorError::Exec {
                 dir: self.dir.clone(),
@@ -341,9 +347,23 @@ impl Monitor {
     /// One request on a connection of its own; `timeout` bounds the wait for the answer (none:
     /// an exec without a timeout, which answers when it ends).
     fn request(&self, request: &Request, timeout: Option<Duration>) -> Result<Response, MonitorError> {
+        self.request_with(request, timeout, None)
+    }
+
+    /// A request whose connection `cancel` can close from another thread: the monitor then
+    /// ends what the request started.
+    fn request_with(
+        &self,
+        request: &Request,
+        timeout: Option<Duration>,
+        cancel: Option<&ExecCancel>,
+    ) -> Result<Response, MonitorError> {
         let io = |what, source| io_error(&self.dir, what, source);
         let mut stream = socket_path::with_socket_path(&self.dir.join(SOCKET), |p| UnixStream::connect(p))
             .map_err(|e| io("connect", e))?;
+        if let Some(cancel) = cancel {
+            cancel.register(&stream).map_err(|e| io("connect", e))?;
+        }
         stream.set_read_timeout(timeout).map_err(|e| io("socket", e))?;
         stream.set_write_timeout(Some(REQUEST_TIMEOUT)).map_err(|e| io("socket", e))?;
         let mut line = serde_json::to_vec(request).expect("requests serialize");
@@ -362,6 +382,36 @@ impl Monitor {
         match response {
             Response::Failed { kind, message } => MonitorError::Refused { dir: self.dir.clone(), kind, message },
             other => MonitorError::Protocol { dir: self.dir.clone(), answer: format!("{other:?}") },
+        }
+    }
+}
+
+/// Closes an exec's connection to the monitor from another thread.
+#[derive(Debug, Clone, Default)]
+pub struct ExecCancel(std::sync::Arc<std::sync::Mutex<CancelState>>);
+
+#[derive(Debug, Default)]
+struct CancelState {
+    stream: Option<UnixStream>,
+    cancelled: bool,
+}
+
+impl ExecCancel {
+    fn register(&self, stream: &UnixStream) -> io::Result<()> {
+        let mut state = self.0.lock().expect("exec cancel lock");
+        if state.cancelled {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled before it began"));
+        }
+        state.stream = Some(stream.try_clone()?);
+        Ok(())
+    }
+
+    /// Ends the exec: its connection is shut down, or it never begins.
+    pub fn cancel(&self) {
+        let mut state = self.0.lock().expect("exec cancel lock");
+        state.cancelled = true;
+        if let Some(stream) = state.stream.take() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
         }
     }
 }

@@ -405,9 +405,12 @@ impl Server {
             PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
         ];
-        for client in self.clients.iter().filter(|c| !c.busy) {
+        for client in &self.clients {
+            // A client waiting for its answer is watched only for hanging up (POLLHUP needs no
+            // asking): the monitor then ends what it asked for.
+            let events = if client.busy { PollFlags::empty() } else { PollFlags::POLLIN };
             sources.push(Source::Client(client.token));
-            fds.push(PollFd::new(client.stream.as_fd(), PollFlags::POLLIN));
+            fds.push(PollFd::new(client.stream.as_fd(), events));
         }
         for (&key, io) in &self.io {
             for (index, stream) in io.streams.iter().enumerate() {
@@ -509,6 +512,16 @@ impl Server {
 
     fn drop_client(&mut self, token: u64) {
         self.clients.retain(|c| c.token != token);
+        // Nobody waits for these any more: they end as if their time had run out.
+        let now = Instant::now();
+        let mut abandoned = 0;
+        for exec in self.execs.values_mut().filter(|e| e.client == token) {
+            exec.deadline = Some(now);
+            abandoned += 1;
+        }
+        if abandoned > 0 {
+            self.note(format_args!("client {token} went away: ending its {abandoned} exec(s)"));
+        }
     }
 
     fn read_client(&mut self, token: u64) {
