@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::persist;
+use crisp_runtime::persist;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {

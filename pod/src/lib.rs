@@ -10,7 +10,6 @@ pub mod lifecycle;
 pub mod model;
 pub mod pause;
 pub mod pause_spec;
-mod persist;
 pub mod shm;
 pub mod store;
 pub mod sysctl;

@@ -11,6 +11,7 @@ use crisp_network::cni::{Cni, PodNetworkRequest};
 use crisp_network::netns;
 use crisp_runtime::monitor::{CreateRequest, Monitor};
 use crisp_runtime::oci::{OciRuntime, OciStatus};
+use crisp_runtime::persist::create_private_dir;
 use crisp_runtime::{CgroupManager, Handler, HandlerName, OomScoreAdjPolicy};
 use futures::FutureExt;
 use futures::future::Shared;
@@ -22,7 +23,7 @@ use crate::key::PodKey;
 use crate::model::{NamespaceMode, PodNetwork, SandboxConfig, SandboxId, SandboxRecord, SandboxState};
 use crate::pause_spec::{PauseProcess, pause_spec};
 use crate::shm;
-use crate::store::{Sandbox, SandboxStore, StoreError, create_private_dir, remove_dir};
+use crate::store::{Sandbox, SandboxStore, StoreError, remove_dir};
 use crate::sysctl::Sysctls;
 use crate::translate;
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::key::PodKey;
 use crate::model::{SandboxId, SandboxRecord};
-use crate::persist;
+use crisp_runtime::persist::{self, create_private_dir};
 
 const RECORD: &str = "sandbox.json";
 
@@ -177,14 +177,6 @@ fn write_record(dir: &Path, record: &SandboxRecord) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(record).map_err(|source| StoreError::Encode { id: record.id.clone(), source })?;
     let path = dir.join(RECORD);
     persist::write(&path, &bytes, 0o600).map_err(|source| StoreError::Io { path, source })
-}
-
-/// Pod records and runtime state are root's business alone: labels and annotations can be
-/// confidential, and a pod's `/dev/shm` must not be reachable by other local users.
-pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ mod id;
 pub mod monitor;
 pub mod oci;
 pub mod oom;
-mod persist;
+pub mod persist;
 pub mod spec;
 
 pub use config::{CgroupManager, HandlerConfig, RuntimeConfig};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Temp file in the same directory with `mode`, fsync, rename over the target, fsync the
 /// directory.
-pub(crate) fn write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+pub fn write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().ok_or_else(|| io::Error::other("no parent directory"))?;
@@ -25,8 +25,9 @@ pub(crate) fn write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
-/// Records are root's business alone.
-pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
+/// Records and runtime state are root's business alone: labels and annotations can be
+/// confidential, and a pod's `/dev/shm` must not be reachable by other local users.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
