@@ -4,15 +4,18 @@
 //! fresh container ids and cgroups under `/crisp-test/<id>`; its `Lab` guard force-deletes
 //! its containers, kills its monitors and removes the cgroups when it ends, also by a panic.
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crisp_runtime::monitor::{ExitRecord, FailureKind, Monitor, MonitorError, read_exit};
+use common::{fd_targets, wait_exit, wait_until};
+use crisp_runtime::monitor::{FailureKind, Monitor, MonitorError, read_exit};
 use crisp_runtime::oci::{OciErrorKind, OciOp, OciRuntime, OciState, OciStatus};
 use crisp_runtime::{CgroupManager, ContainerId, Handler, HandlerName, spec};
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
@@ -147,37 +150,6 @@ fn parent_of(pid: u32) -> u32 {
 fn session_of(pid: u32) -> u32 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     stat.rsplit_once(')').unwrap().1.split_whitespace().nth(3).unwrap().parse().unwrap()
-}
-
-/// What a process's descriptors point at, in fd order.
-fn fd_targets(pid: u32) -> Vec<String> {
-    let mut fds: Vec<(u32, String)> = fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let target = fs::read_link(e.path()).unwrap().to_string_lossy().into_owned();
-            (e.file_name().to_str().unwrap().parse().unwrap(), target)
-        })
-        .collect();
-    fds.sort();
-    fds.into_iter().map(|(_, target)| target).collect()
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_exit(path: &Path) -> ExitRecord {
-    let mut record = None;
-    wait_until("the exit file is written", || {
-        record = read_exit(path).unwrap();
-        record.is_some()
-    });
-    record.unwrap()
 }
 
 #[tokio::test]

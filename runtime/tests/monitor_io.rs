@@ -6,6 +6,8 @@
 //! force-deletes its containers, kills its monitors and removes the cgroups when it ends, also
 //! by a panic.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,8 +15,9 @@ use std::sync::Mutex;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use common::{fd_targets, wait_exit, wait_until};
 use crisp_runtime::monitor::{
-    ContainerStdio, CreateOptions, ExecRequest, ExecResult, ExitRecord, Monitor, MonitorError, read_exit,
+    ContainerStdio, CreateOptions, ExecRequest, ExecResult, Monitor, MonitorError, read_exit,
 };
 use crisp_runtime::oci::OciRuntime;
 use crisp_runtime::{CgroupManager, ContainerId, Handler, HandlerName, spec};
@@ -163,23 +166,6 @@ impl Drop for Lab {
     }
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_exit(path: &Path) -> ExitRecord {
-    let mut record = None;
-    wait_until("the exit file is written", || {
-        record = read_exit(path).unwrap();
-        record.is_some()
-    });
-    record.unwrap()
-}
-
 /// A log's records as (stream, tag, text), checking each one's timestamp on the way.
 fn records(path: &Path) -> Vec<(String, String, String)> {
     let text = fs::read_to_string(path).unwrap();
@@ -206,19 +192,6 @@ fn wait_comm(pid: u32, comm: &str) {
     wait_until("the init runs its program", || {
         fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
     });
-}
-
-fn fd_targets(pid: u32) -> Vec<String> {
-    let mut fds: Vec<(u32, String)> = fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let target = fs::read_link(e.path()).unwrap().to_string_lossy().into_owned();
-            (e.file_name().to_str().unwrap().parse().unwrap(), target)
-        })
-        .collect();
-    fds.sort();
-    fds.into_iter().map(|(_, target)| target).collect()
 }
 
 fn vm_rss_kib(pid: u32) -> u64 {
