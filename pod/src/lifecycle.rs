@@ -481,7 +481,7 @@ impl Pods {
         record.state == SandboxState::Ready
             && !self.state_dirs(&record.id).pause_exit().exists()
             && record.pause_pid.is_some_and(|pid| process_start_time(pid) == record.pause_start_time)
-            && monitor_runs(&self.state_dirs(&record.id).monitor())
+            && crisp_runtime::monitor::runs(&self.state_dirs(&record.id).monitor())
     }
 
     /// Undoes everything a sandbox may have, in reverse order of making it; each step is a no-op
@@ -671,16 +671,6 @@ fn effective_hostname(asked: &str) -> Result<String, PodError> {
     }
     let node = nix::unistd::gethostname().map_err(|e| PodError::io("reading the node's hostname")(e.into()))?;
     Ok(node.to_string_lossy().into_owned())
-}
-
-/// Whether the monitor named by a pid file in `dir` runs: that pid, alive, running crisp-monitor.
-fn monitor_runs(dir: &Path) -> bool {
-    let pid = std::fs::read_to_string(dir.join("monitor.pid")).ok().and_then(|p| p.trim().parse::<u32>().ok());
-    pid.is_some_and(|pid| {
-        process_start_time(pid).is_some()
-            && std::fs::read_link(format!("/proc/{pid}/exe"))
-                .is_ok_and(|exe| exe.to_string_lossy().contains("crisp-monitor"))
-    })
 }
 
 fn now_ns() -> i64 {

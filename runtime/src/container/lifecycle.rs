@@ -544,7 +544,7 @@ impl Containers {
             (Stage::Creating, None) => (ContainerState::Created, None),
             (Stage::Failed, None) => (ContainerState::Exited, Some(Exit::LOST)),
             // A dead process whose monitor lives is being reaped: its record is on its way.
-            (stage, None) if runs(&record) || monitor_alive(&record.monitor_dir) => {
+            (stage, None) if runs(&record) || crate::monitor::runs(&record.monitor_dir) => {
                 (if stage == Stage::Started { ContainerState::Running } else { ContainerState::Created }, None)
             }
             // Gone without a record of how: a reboot or a monitor killed with it.
@@ -575,7 +575,7 @@ impl Containers {
         }
         let deadline = Instant::now() + within;
         loop {
-            let gone_unrecorded = !runs(record) && !monitor_alive(&record.monitor_dir);
+            let gone_unrecorded = !runs(record) && !crate::monitor::runs(&record.monitor_dir);
             if record.exit_file.exists() || gone_unrecorded {
                 return true;
             }
@@ -674,10 +674,6 @@ impl Drop for Finished {
     }
 }
 
-fn is_alive(pid: u32) -> bool {
-    start_time(pid).is_some()
-}
-
 /// A process's start time in clock ticks since boot (`/proc/<pid>/stat` field 22); none for a
 /// process that is gone or a zombie.
 fn start_time(pid: u32) -> Option<u64> {
@@ -700,16 +696,6 @@ fn attach(dir: &Path) -> Result<Monitor, ContainerError> {
     Monitor::attach(dir)?.ok_or_else(|| ContainerError::Prepare {
         kind: PrepareFailure::Missing,
         message: format!("the pod's monitor ({}) is gone: the pod is stopped", dir.display()),
-    })
-}
-
-/// Whether the pod's monitor still runs, by its pid file: it records exits as they happen.
-fn monitor_alive(dir: &Path) -> bool {
-    let pid = std::fs::read_to_string(dir.join("monitor.pid")).ok().and_then(|pid| pid.trim().parse::<u32>().ok());
-    pid.is_some_and(|pid| {
-        is_alive(pid)
-            && std::fs::read_link(format!("/proc/{pid}/exe"))
-                .is_ok_and(|exe| exe.to_string_lossy().contains("crisp-monitor"))
     })
 }
 

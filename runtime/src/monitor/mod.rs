@@ -386,6 +386,19 @@ impl Monitor {
     }
 }
 
+/// Whether the monitor whose pid file is in `dir` runs: that pid, alive and not a zombie,
+/// running crisp-monitor. Reads /proc only; no request is sent.
+pub fn runs(dir: &Path) -> bool {
+    let pid = fs::read_to_string(dir.join(PID_FILE)).ok().and_then(|p| p.trim().parse::<u32>().ok());
+    pid.is_some_and(|pid| {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let alive = stat.rfind(')').is_some_and(|i| stat[i + 2..].starts_with(|c| c != 'Z'));
+        alive
+            && fs::read_link(format!("/proc/{pid}/exe"))
+                .is_ok_and(|exe| exe.to_string_lossy().contains("crisp-monitor"))
+    })
+}
+
 /// Closes an exec's connection to the monitor from another thread.
 #[derive(Debug, Clone, Default)]
 pub struct ExecCancel(std::sync::Arc<std::sync::Mutex<CancelState>>);
