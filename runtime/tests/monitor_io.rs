@@ -9,6 +9,8 @@
 mod common;
 
 use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -16,8 +18,10 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use common::{fd_targets, wait_exit, wait_until};
+use crisp_runtime::monitor::frame::Frame;
 use crisp_runtime::monitor::{
-    ContainerStdio, CreateOptions, ExecRequest, ExecResult, Monitor, MonitorError, read_exit,
+    AttachRequest, ContainerStdio, CreateOptions, ExecRequest, ExecResult, ExecStreamRequest, Monitor, MonitorError,
+    read_exit,
 };
 use crisp_runtime::oci::OciRuntime;
 use crisp_runtime::{CgroupManager, ContainerId, Handler, HandlerName, spec};
@@ -27,7 +31,7 @@ const MONITOR: &str = env!("CARGO_BIN_EXE_crisp-monitor");
 const RUNC: &str = "/usr/sbin/runc";
 const BUSYBOX: &str = "/bin/busybox";
 const CGROUP_PARENT: &str = "crisp-test-io";
-const APPLETS: [&str; 8] = ["sh", "sleep", "head", "tr", "yes", "tty", "cat", "kill"];
+const APPLETS: [&str; 9] = ["sh", "sleep", "head", "tr", "yes", "tty", "cat", "kill", "stty"];
 
 struct Lab {
     dir: tempfile::TempDir,
@@ -136,6 +140,90 @@ impl Lab {
             output_dir: self.path(&format!("exec-{name}")),
             cap_bytes: 1 << 20,
         }
+    }
+}
+
+impl Lab {
+    fn stream_request(&self, id: &ContainerId, name: &str, args: &[&str], tty: bool, stdin: bool) -> ExecStreamRequest {
+        let exec = self.exec_request(id, name, args);
+        let mut process: serde_json::Value = serde_json::from_slice(&fs::read(&exec.process).unwrap()).unwrap();
+        process["terminal"] = tty.into();
+        fs::write(&exec.process, process.to_string()).unwrap();
+        ExecStreamRequest {
+            id: id.clone(),
+            runtime: exec.runtime,
+            runtime_root: exec.runtime_root,
+            systemd_cgroup: false,
+            process: exec.process,
+            tty,
+            stdin,
+        }
+    }
+}
+
+/// A framed connection from the client's side.
+struct Frames {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl Frames {
+    fn new(stream: UnixStream) -> Frames {
+        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        Frames { stream, buf: Vec::new(), stdout: Vec::new(), stderr: Vec::new() }
+    }
+
+    fn send(&mut self, frame: Frame) {
+        let mut out = Vec::new();
+        frame.encode(&mut out);
+        self.stream.write_all(&out).unwrap();
+    }
+
+    /// The next frame that is not output (collected on the way), or None at the end.
+    fn next_event(&mut self) -> Option<Frame> {
+        loop {
+            while let Some((frame, used)) = Frame::decode(&self.buf).unwrap() {
+                self.buf.drain(..used);
+                match frame {
+                    Frame::Stdout(data) => self.stdout.extend(data),
+                    Frame::Stderr(data) => self.stderr.extend(data),
+                    other => return Some(other),
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).expect("the monitor answers within 15s");
+            if n == 0 {
+                assert!(self.buf.is_empty(), "a partial frame at the end");
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Reads until `stdout` holds `text`.
+    fn wait_stdout(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        self.stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        while !String::from_utf8_lossy(&self.stdout).contains(text) {
+            assert!(Instant::now() < deadline, "no {text:?} in {:?}", String::from_utf8_lossy(&self.stdout));
+            while let Some((frame, used)) = Frame::decode(&self.buf).unwrap() {
+                self.buf.drain(..used);
+                match frame {
+                    Frame::Stdout(data) => self.stdout.extend(data),
+                    Frame::Stderr(data) => self.stderr.extend(data),
+                    other => panic!("{other:?} before {text:?}"),
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => panic!("closed before {text:?}"),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(_) => {}
+            }
+        }
+        self.stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     }
 }
 
@@ -420,4 +508,132 @@ async fn execs_run_with_output_exit_codes_timeouts_and_caps_concurrently() {
         "crisp-monitor VmRSS: {idle_rss} KiB idle, {busy_rss} KiB with a container and 4 execs, {} KiB after",
         vm_rss_kib(monitor.pid())
     );
+}
+
+#[tokio::test]
+async fn attach_streams_a_containers_stdio_both_ways_and_stdin_once_ends_its_input() {
+    let lab = Lab::new();
+    let monitor = lab.spawn_monitor(&lab.path("monitor"));
+    let id = ContainerId::random();
+    let mut options = lab.stdio(&id);
+    let stdio = options.stdio.as_mut().unwrap();
+    (stdio.stdin, stdio.stdin_once) = (true, true);
+    let script = r#"while read l; do echo "got $l"; echo "err $l" >&2; done; echo done; exit 3"#;
+    lab.run(&monitor, &id, &["sh", "-c", script], &options, |_| {}).await;
+
+    let request = AttachRequest { id: id.clone(), stdin: true, stdout: true, stderr: true };
+    let (stream, tty) = monitor.attach_stdio(&request).unwrap();
+    assert!(!tty);
+    let mut first = Frames::new(stream);
+    // A second client, output only, sees the same output.
+    let watcher = AttachRequest { id: id.clone(), stdin: false, stdout: true, stderr: false };
+    let mut second = Frames::new(monitor.attach_stdio(&watcher).unwrap().0);
+    first.send(Frame::Stdin(b"one\n".to_vec()));
+    first.wait_stdout("got one\n");
+    second.wait_stdout("got one\n");
+    // A second line through a second frame; the log has all of it too.
+    first.send(Frame::Stdin(b"two\n".to_vec()));
+    first.wait_stdout("got two\n");
+    // stdin_once: the end of the first attach's input is the container's.
+    first.send(Frame::CloseStdin);
+    assert_eq!(first.next_event(), Some(Frame::Exit(3)));
+    assert_eq!(first.next_event(), None);
+    assert_eq!(String::from_utf8_lossy(&first.stdout), "got one\ngot two\ndone\n");
+    assert_eq!(String::from_utf8_lossy(&first.stderr), "err one\nerr two\n");
+    assert_eq!(second.next_event(), Some(Frame::Exit(3)));
+    assert_eq!(String::from_utf8_lossy(&second.stdout), "got one\ngot two\ndone\n");
+    assert!(second.stderr.is_empty(), "stderr was not asked for");
+    assert_eq!(wait_exit(&lab.exit_file(&id)).exit_code, 3);
+    let logged: Vec<_> = records(&lab.log_path(&id)).into_iter().map(|(s, _, t)| format!("{s} {t}")).collect();
+    for line in ["stdout got one", "stderr err one", "stdout got two", "stdout done"] {
+        assert!(logged.iter().any(|l| l == line), "{line} not in {logged:?}");
+    }
+    // An exited container has no stdio to attach to.
+    assert!(matches!(monitor.attach_stdio(&request), Err(MonitorError::NoSuchContainer { .. })));
+}
+
+#[tokio::test]
+async fn attach_to_a_tty_container_resizes_its_terminal() {
+    let lab = Lab::new();
+    let monitor = lab.spawn_monitor(&lab.path("monitor"));
+    let id = ContainerId::random();
+    let mut options = lab.stdio(&id);
+    let stdio = options.stdio.as_mut().unwrap();
+    (stdio.tty, stdio.stdin) = (true, true);
+    let terminal = |spec: &mut Spec| {
+        spec.process_mut().as_mut().unwrap().set_terminal(Some(true));
+    };
+    let script = "while read l; do echo \"size $(stty size) for $l\"; done";
+    lab.run(&monitor, &id, &["sh", "-c", script], &options, terminal).await;
+    let request = AttachRequest { id: id.clone(), stdin: true, stdout: true, stderr: true };
+    let (stream, tty) = monitor.attach_stdio(&request).unwrap();
+    assert!(tty);
+    let mut client = Frames::new(stream);
+    client.send(Frame::Resize { width: 100, height: 30 });
+    client.send(Frame::Stdin(b"a\n".to_vec()));
+    client.wait_stdout("size 30 100 for a");
+    client.send(Frame::Resize { width: 81, height: 25 });
+    client.send(Frame::Stdin(b"b\n".to_vec()));
+    client.wait_stdout("size 25 81 for b");
+    // A client's leaving is no end of input without stdin_once: a new one goes on.
+    drop(client);
+    let mut again = Frames::new(monitor.attach_stdio(&request).unwrap().0);
+    again.send(Frame::Stdin(b"c\n".to_vec()));
+    again.wait_stdout("size 25 81 for c");
+    lab.runtime.kill(&id, libc::SIGKILL, false).await.unwrap();
+    assert_eq!(again.next_event(), Some(Frame::Exit(137)));
+}
+
+#[tokio::test]
+async fn streaming_execs_carry_stdin_output_exit_codes_and_a_terminal() {
+    let lab = Lab::new();
+    let monitor = lab.spawn_monitor(&lab.path("monitor"));
+    let id = ContainerId::random();
+    lab.run(&monitor, &id, &["sleep", "1000"], &lab.stdio(&id), |_| {}).await;
+
+    // Without a tty: stdin until its end, stdout and stderr apart, the exit code.
+    let request = lab.stream_request(&id, "pipes", &["sh", "-c", "cat; echo err >&2; exit 7"], false, true);
+    let mut exec = Frames::new(monitor.exec_stream(&request).unwrap());
+    exec.send(Frame::Stdin(b"hello ".to_vec()));
+    exec.send(Frame::Stdin(b"world\n".to_vec()));
+    exec.wait_stdout("hello world\n");
+    exec.send(Frame::CloseStdin);
+    assert_eq!(exec.next_event(), Some(Frame::Exit(7)));
+    assert_eq!(exec.next_event(), None);
+    assert_eq!((exec.stdout.as_slice(), exec.stderr.as_slice()), (&b"hello world\n"[..], &b"err\n"[..]));
+
+    // With a tty: the terminal's size follows resizes, input echoes through it.
+    let script = r#"read l; echo "got $l in $(stty size)"; exit 2"#;
+    let request = lab.stream_request(&id, "tty", &["sh", "-c", script], true, true);
+    let mut exec = Frames::new(monitor.exec_stream(&request).unwrap());
+    exec.send(Frame::Resize { width: 90, height: 20 });
+    exec.send(Frame::Stdin(b"x\n".to_vec()));
+    assert_eq!(exec.next_event(), Some(Frame::Exit(2)));
+    let out = String::from_utf8_lossy(&exec.stdout).into_owned();
+    assert!(out.contains("got x in 20 90\r\n"), "{out:?}");
+    assert!(exec.stderr.is_empty());
+
+    // A command the container does not have: the runtime's error, no exit code.
+    let request = lab.stream_request(&id, "missing", &["/bin/no-such-thing"], false, false);
+    let mut exec = Frames::new(monitor.exec_stream(&request).unwrap());
+    match exec.next_event() {
+        Some(Frame::Error(message)) => assert!(message.contains("no-such-thing"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+
+    // A client that goes away takes its process with it.
+    let request = lab.stream_request(&id, "gone", &["sh", "-c", "echo started; exec sleep 4243"], false, true);
+    let mut exec = Frames::new(monitor.exec_stream(&request).unwrap());
+    exec.wait_stdout("started");
+    let sleeping = || {
+        fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .any(|e| fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x004243\x00"))
+    };
+    assert!(sleeping());
+    drop(exec);
+    wait_until("the exec is killed", || !sleeping());
+    // Only the monitor's own files are left.
+    wait_until("the exec's files are removed", || fs::read_dir(monitor.dir()).unwrap().count() == 3);
 }

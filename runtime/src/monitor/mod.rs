@@ -6,6 +6,7 @@
 //! its own restart through that socket and `dir/monitor.pid`. What the monitor learns that
 //! must survive both of them, a container's exit, it writes to a file the daemon named.
 
+pub mod frame;
 mod log;
 mod oom;
 mod protocol;
@@ -24,7 +25,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::{Deserialize, Serialize};
 
 pub use protocol::FailureKind;
-use protocol::{CreateOp, PROTOCOL_CONTAINERS, Request, Response};
+use protocol::{CreateOp, PROTOCOL_CONTAINERS, PROTOCOL_STREAMS, Request, Response};
 pub use server::main as server_main;
 
 use crate::ContainerId;
@@ -114,7 +115,7 @@ pub struct ContainerStdio {
     /// A stdin pipe the monitor holds open (without a tty); else stdin is /dev/null.
     #[serde(default)]
     pub stdin: bool,
-    /// Recorded for attach (issue 6): stdin closes after the first attach ends.
+    /// Stdin closes (the container reads EOF) when the first attach with stdin ends.
     #[serde(default)]
     pub stdin_once: bool,
 }
@@ -134,6 +135,31 @@ pub struct ExecRequest {
     pub output_dir: PathBuf,
     /// The most each of `stdout` and `stderr` keeps; the rest is read and dropped.
     pub cap_bytes: u64,
+}
+
+/// A connection to a running container's stdio: [`Monitor::attach_stdio`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachRequest {
+    pub id: ContainerId,
+    /// Frames of stdin go to the container (it must have been created with stdin).
+    pub stdin: bool,
+    pub stdout: bool,
+    /// Ignored for a tty, whose output is one stream.
+    pub stderr: bool,
+}
+
+/// `<runtime> exec --process P [--console-socket S] <id>` whose stdio streams over the
+/// connection: [`Monitor::exec_stream`]. The process JSON's `terminal` must match `tty`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecStreamRequest {
+    pub id: ContainerId,
+    pub runtime: PathBuf,
+    pub runtime_root: PathBuf,
+    pub systemd_cgroup: bool,
+    pub process: PathBuf,
+    pub tty: bool,
+    /// Without it the process's stdin is /dev/null.
+    pub stdin: bool,
 }
 
 /// How an exec ended.
@@ -314,6 +340,66 @@ impl Monitor {
             }),
             other => Err(self.unexpected(other)),
         }
+    }
+
+    /// Connects to a running container's stdio: the returned connection carries
+    /// [`frame::Frame`]s (stdin, resize from the caller; output and the exit code from the
+    /// monitor), and whether the container has a tty.
+    pub fn attach_stdio(&self, request: &AttachRequest) -> Result<(UnixStream, bool), MonitorError> {
+        self.require(PROTOCOL_STREAMS, "attach")?;
+        match self.open_stream(&Request::Attach(request.clone()))? {
+            (stream, Response::Attached { tty }) => Ok((stream, tty)),
+            (_, Response::Failed { kind: FailureKind::NotFound, .. }) => {
+                Err(MonitorError::NoSuchContainer { dir: self.dir.clone(), id: request.id.clone() })
+            }
+            (_, other) => Err(self.unexpected(other)),
+        }
+    }
+
+    /// Runs a process in the container whose stdio streams over the returned connection as
+    /// [`frame::Frame`]s, ending with its exit code (or why it could not run). Closing the
+    /// connection kills the process.
+    pub fn exec_stream(&self, request: &ExecStreamRequest) -> Result<UnixStream, MonitorError> {
+        self.require(PROTOCOL_STREAMS, "streaming exec")?;
+        match self.open_stream(&Request::ExecStream(request.clone()))? {
+            (stream, Response::ExecStarted) => Ok(stream),
+            (_, Response::Failed { kind: FailureKind::Runtime, message }) => Err(MonitorError::Exec {
+                dir: self.dir.clone(),
+                id: request.id.clone(),
+                runtime: request.runtime.clone(),
+                message,
+            }),
+            (_, other) => Err(self.unexpected(other)),
+        }
+    }
+
+    /// A request whose answer is followed by frames: the answer line is read byte by byte so
+    /// that no frame is read with it. The connection is returned blocking, without timeouts.
+    fn open_stream(&self, request: &Request) -> Result<(UnixStream, Response), MonitorError> {
+        let io = |what, source| io_error(&self.dir, what, source);
+        let mut stream = socket_path::with_socket_path(&self.dir.join(SOCKET), |p| UnixStream::connect(p))
+            .map_err(|e| io("connect", e))?;
+        stream.set_read_timeout(Some(REQUEST_TIMEOUT)).map_err(|e| io("socket", e))?;
+        stream.set_write_timeout(Some(REQUEST_TIMEOUT)).map_err(|e| io("socket", e))?;
+        let mut line = serde_json::to_vec(request).expect("requests serialize");
+        line.push(b'\n');
+        stream.write_all(&line).map_err(|e| io("send", e))?;
+        let mut answer = Vec::new();
+        let mut byte = [0u8];
+        while answer.len() < protocol::MAX_LINE {
+            match stream.read(&mut byte) {
+                Ok(0) => break,
+                Ok(_) if byte[0] == b'\n' => break,
+                Ok(_) => answer.push(byte[0]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io("receive", e)),
+            }
+        }
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let response =
+            serde_json::from_str(&answer).map_err(|_| MonitorError::Protocol { dir: self.dir.clone(), answer })?;
+        stream.set_read_timeout(None).and_then(|()| stream.set_write_timeout(None)).map_err(|e| io("socket", e))?;
+        Ok((stream, response))
     }
 
     /// Asks the monitor to exit once none of its containers runs (at once if none does); it

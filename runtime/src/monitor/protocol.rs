@@ -13,24 +13,34 @@
 //! {"op":"exec","id":..,"runtime":..,"runtime_root":..,"systemd_cgroup":false,"process":"/x/process.json",
 //!  "timeout_ms":5000 (or null),"output_dir":"/x/out","cap_bytes":16777216}
 //!                                         -> {"result":"exec","exit_code":0,"timed_out":false,"truncated":false}
+//! {"op":"attach","id":..,"stdin":true,"stdout":true,"stderr":false}
+//!                                         -> {"result":"attached","tty":false}, then frames
+//! {"op":"exec_stream","id":..,"runtime":..,"runtime_root":..,"systemd_cgroup":false,
+//!  "process":"/x/process.json","tty":true,"stdin":true}
+//!                                         -> {"result":"exec_started"}, then frames
 //! {"op":"shutdown"}                       -> {"result":"shutting_down","running":1}
 //! any failure                             -> {"result":"failed","kind":"runtime","message":"..."}
 //! ```
-//! Protocol 1 had hello, create without `stdio` and `cgroups_path`, and shutdown.
+//! After `attached` and `exec_started` the connection carries [`super::frame`]s, not lines.
+//! Protocol 1 had hello, create without `stdio` and `cgroups_path`, and shutdown; protocol 2
+//! added those, `reopen_log` and `exec`; protocol 3 `attach` and `exec_stream`.
 //! Extending it: new ops are new `Request` variants (an old monitor answers them with
 //! `bad_request`), new request fields are optional with defaults so old clients keep working,
 //! and `hello` tells the client which protocol the monitor it reached speaks.
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use super::{AttachRequest, ExecStreamRequest};
 use super::{CreateOptions, CreateRequest, ExecRequest, ExecResult};
 use crate::ContainerId;
 
 /// Bumped when a monitor gains ops or fields a client must know it has.
-pub(crate) const PROTOCOL: u32 = 2;
+pub(crate) const PROTOCOL: u32 = 3;
 /// The first protocol with container stdio, OOM checks, `reopen_log` and `exec`. A monitor of
 /// protocol 1 ignores the create fields it does not know: it must not be sent them.
 pub(crate) const PROTOCOL_CONTAINERS: u32 = 2;
+/// The first protocol with `attach` and `exec_stream`.
+pub(crate) const PROTOCOL_STREAMS: u32 = 3;
 
 /// A request line longer than this is refused: no valid request comes near it.
 pub(crate) const MAX_LINE: usize = 1 << 20;
@@ -43,6 +53,8 @@ pub(crate) enum Request {
     Shutdown,
     ReopenLog { id: ContainerId },
     Exec(ExecRequest),
+    Attach(AttachRequest),
+    ExecStream(ExecStreamRequest),
 }
 
 /// A create request on the wire: protocol 1's fields and the optional ones after them.
@@ -71,6 +83,12 @@ pub(crate) enum Response {
     },
     LogReopened,
     Exec(ExecResult),
+    /// Frames follow; `tty`: the container's output is one stream, its terminal's.
+    Attached {
+        tty: bool,
+    },
+    /// The runtime runs; frames follow.
+    ExecStarted,
     Failed {
         kind: FailureKind,
         message: String,
@@ -153,5 +171,16 @@ mod tests {
         let exec = serde_json::to_string(&exec).unwrap();
         assert_eq!(exec, r#"{"result":"exec","exit_code":137,"timed_out":true,"truncated":false}"#);
         assert_eq!(serde_json::to_string(&Response::LogReopened).unwrap(), r#"{"result":"log_reopened"}"#);
+
+        let attach = format!(r#"{{"op":"attach","id":"{id}","stdin":true,"stdout":true,"stderr":false}}"#);
+        let attach = serde_json::from_str::<Request>(&attach).unwrap();
+        assert_eq!(attach, Request::Attach(AttachRequest { id: id.clone(), stdin: true, stdout: true, stderr: false }));
+        let stream = serde_json::json!({"op": "exec_stream", "id": id.as_str(), "runtime": "/r", "runtime_root": "/rr",
+            "systemd_cgroup": false, "process": "/p.json", "tty": true, "stdin": false});
+        let Request::ExecStream(stream) = serde_json::from_value::<Request>(stream).unwrap() else { panic!() };
+        assert!(stream.tty && !stream.stdin);
+        let attached = serde_json::to_string(&Response::Attached { tty: true }).unwrap();
+        assert_eq!(attached, r#"{"result":"attached","tty":true}"#);
+        assert_eq!(serde_json::to_string(&Response::ExecStarted).unwrap(), r#"{"result":"exec_started"}"#);
     }
 }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigHandler, SigSet, Signal, kill, killpg, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, kill, signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::sys::stat::{Mode, umask};
@@ -43,6 +43,9 @@ use super::{
 use crate::ContainerId;
 use crate::oci::{PATH_ENV, failure_message, global_args};
 
+mod stream;
+use stream::{StdinSink, StreamExec, Streaming};
+
 /// How long the exit of a pid nobody claimed is kept: a container init can be reaped before
 /// the runtime that created it has exited and its pid file been read.
 const UNCLAIMED_TTL: Duration = Duration::from_secs(60);
@@ -51,6 +54,8 @@ const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an exit record waits for the container's output to end: processes the init
 /// left behind (in a pod's shared PID namespace) may hold its pipes for good.
 const LOG_DRAIN: Duration = Duration::from_secs(2);
+/// How long a runtime that connected to a console socket may take to send the master.
+const CONSOLE_WAIT: Duration = Duration::from_secs(2);
 /// The most one read takes from a pipe.
 const READ_CHUNK: usize = 32 * 1024;
 
@@ -151,12 +156,18 @@ fn start_error(what: impl fmt::Display, e: impl fmt::Display) -> StartError {
 }
 
 /// A client connection. Requests on one connection are answered in order: while a create or
-/// an exec is running for it, its next lines wait in `buf`.
+/// an exec is running for it, its next lines wait in `buf`. After an attach or a streaming
+/// exec it carries frames (`buf` then holds frames not yet whole).
 struct Client {
     token: u64,
     stream: UnixStream,
     buf: Vec<u8>,
     busy: bool,
+    streaming: Option<Streaming>,
+    /// Frames waiting for the (then non-blocking) socket.
+    out: Vec<u8>,
+    /// Its process has ended: the client is let go once `out` is written.
+    closing: bool,
 }
 
 /// A `runtime create` the monitor is running, keyed by the runtime's pid.
@@ -209,9 +220,11 @@ struct ContainerIo {
     log: Option<File>,
     /// stdout and stderr pipes, or the pty master; `None` once at EOF.
     streams: Vec<OutputStream>,
-    /// The write end of the container's stdin pipe, held so that it does not see EOF (attach
-    /// will write to it).
-    _stdin: Option<OwnedFd>,
+    /// The write end of the container's stdin pipe (or the pty master's duplicate), held so
+    /// that it does not see EOF until attach says so.
+    stdin: StdinSink,
+    stdin_once: bool,
+    tty: bool,
     /// Its init's exit is recorded: what is left is reading its output to the end.
     exited: bool,
     /// A failing log is noted once, not per line.
@@ -276,6 +289,11 @@ enum Source {
     Client(u64),
     Log(u64, usize),
     ExecOut(u64, Stream),
+    /// A container's stdin that can take what waits for it.
+    Stdin(u64),
+    StreamExecOut(u64, usize),
+    StreamExecStdin(u64),
+    StreamExecConsole(u64),
 }
 
 /// An exit reaped before anyone claimed the pid.
@@ -297,6 +315,7 @@ struct Server {
     exiting: Vec<Exiting>,
     io: HashMap<u64, ContainerIo>,
     execs: HashMap<u64, Exec>,
+    stream_execs: HashMap<u64, StreamExec>,
     unclaimed: HashMap<Pid, Unclaimed>,
     shutting_down: bool,
     /// One log record being assembled, reused.
@@ -353,6 +372,7 @@ impl Server {
             exiting: Vec::new(),
             io: HashMap::new(),
             execs: HashMap::new(),
+            stream_execs: HashMap::new(),
             unclaimed: HashMap::new(),
             shutting_down: false,
             record: Vec::new(),
@@ -369,7 +389,8 @@ impl Server {
             && self.running.is_empty()
             && self.creating.is_empty()
             && self.exiting.is_empty()
-            && self.execs.is_empty())
+            && self.execs.is_empty()
+            && self.stream_execs.is_empty())
         {
             let ready = match self.wait() {
                 Ok(ready) => ready,
@@ -389,6 +410,20 @@ impl Server {
                     Source::Client(token) => self.read_client(token),
                     Source::Log(key, index) => self.read_log(key, index, &mut chunk),
                     Source::ExecOut(key, stream) => self.read_exec(key, stream, &mut chunk),
+                    Source::Stdin(key) => {
+                        if let Some(io) = self.io.get_mut(&key) {
+                            io.stdin.flush();
+                        }
+                        self.resume_stdin_writers();
+                    }
+                    Source::StreamExecOut(key, index) => self.read_stream_exec(key, index, &mut chunk),
+                    Source::StreamExecStdin(key) => {
+                        if let Some(exec) = self.stream_execs.get_mut(&key) {
+                            exec.stdin.flush();
+                        }
+                        self.resume_stdin_writers();
+                    }
+                    Source::StreamExecConsole(key) => self.exec_console(key),
                 }
             }
             self.enforce_deadlines();
@@ -407,8 +442,16 @@ impl Server {
         ];
         for client in &self.clients {
             // A client waiting for its answer is watched only for hanging up (POLLHUP needs no
-            // asking): the monitor then ends what it asked for.
-            let events = if client.busy { PollFlags::empty() } else { PollFlags::POLLIN };
+            // asking): the monitor then ends what it asked for. A framed client is not read
+            // while the stdin it writes to is full, nor once its process ended.
+            let mut events = if client.busy || client.closing || self.input_held(client.token) {
+                PollFlags::empty()
+            } else {
+                PollFlags::POLLIN
+            };
+            if !client.out.is_empty() {
+                events |= PollFlags::POLLOUT;
+            }
             sources.push(Source::Client(client.token));
             fds.push(PollFd::new(client.stream.as_fd(), events));
         }
@@ -418,6 +461,28 @@ impl Server {
                     sources.push(Source::Log(key, index));
                     fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
                 }
+            }
+            if io.stdin.waiting() {
+                sources.push(Source::Stdin(key));
+                fds.push(PollFd::new(io.stdin.fd.as_ref().expect("waiting").as_fd(), PollFlags::POLLOUT));
+            }
+        }
+        for (&key, exec) in &self.stream_execs {
+            if self.exec_output_wanted(exec) {
+                for (index, (fd, _)) in exec.outputs.iter().enumerate() {
+                    if let Some(fd) = fd {
+                        sources.push(Source::StreamExecOut(key, index));
+                        fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                    }
+                }
+            }
+            if exec.stdin.waiting() {
+                sources.push(Source::StreamExecStdin(key));
+                fds.push(PollFd::new(exec.stdin.fd.as_ref().expect("waiting").as_fd(), PollFlags::POLLOUT));
+            }
+            if let Some(console) = &exec.console {
+                sources.push(Source::StreamExecConsole(key));
+                fds.push(PollFd::new(console.listener.as_fd(), PollFlags::POLLIN));
             }
         }
         for (&key, exec) in &self.execs {
@@ -444,7 +509,8 @@ impl Server {
             None => e.deadline,
         });
         let exits = self.exiting.iter().map(|e| e.deadline);
-        let Some(next) = creates.chain(execs).chain(exits).min() else { return PollTimeout::NONE };
+        let streams = self.stream_execs.values().filter_map(|e| e.ended.as_ref().map(|(_, drain)| *drain));
+        let Some(next) = creates.chain(execs).chain(exits).chain(streams).min() else { return PollTimeout::NONE };
         // Rounded up so the loop does not spin for the last sub-millisecond.
         let left = next.saturating_duration_since(Instant::now()) + Duration::from_millis(1);
         PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
@@ -471,7 +537,7 @@ impl Server {
                 exec.runtime_pid = None;
                 exec.ended = Some((status, Instant::now() + EXEC_DRAIN));
                 self.finish_exec(key);
-            } else {
+            } else if !self.stream_exec_reaped(pid, status) {
                 self.unclaimed.insert(pid, Unclaimed { exit, reaped: Instant::now() });
             }
         }
@@ -489,7 +555,16 @@ impl Server {
                         continue;
                     }
                     let token = self.token();
-                    self.clients.push(Client { token, stream, buf: Vec::new(), busy: false });
+                    let client = Client {
+                        token,
+                        stream,
+                        buf: Vec::new(),
+                        busy: false,
+                        streaming: None,
+                        out: Vec::new(),
+                        closing: false,
+                    };
+                    self.clients.push(client);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -511,7 +586,11 @@ impl Server {
     }
 
     fn drop_client(&mut self, token: u64) {
-        self.clients.retain(|c| c.token != token);
+        let Some(index) = self.clients.iter().position(|c| c.token == token) else { return };
+        let client = self.clients.swap_remove(index);
+        if client.streaming.is_some() {
+            return self.client_gone(client.streaming);
+        }
         // Nobody waits for these any more: they end as if their time had run out.
         let now = Instant::now();
         let mut abandoned = 0;
@@ -526,6 +605,9 @@ impl Server {
 
     fn read_client(&mut self, token: u64) {
         let Some(client) = self.client(token) else { return };
+        if client.streaming.is_some() {
+            return self.serve_stream(token);
+        }
         let mut chunk = [0u8; 4096];
         match client.stream.read(&mut chunk) {
             Ok(0) => return self.drop_client(token),
@@ -594,6 +676,8 @@ impl Server {
                 self.reply(token, response);
             }
             Request::Exec(request) => self.exec(token, request),
+            Request::Attach(request) => self.attach(token, request),
+            Request::ExecStream(request) => self.exec_stream(token, request),
         }
     }
 
@@ -693,7 +777,9 @@ impl Server {
             log_path: wanted.log_path.clone(),
             log,
             streams: Vec::new(),
-            _stdin: None,
+            stdin: StdinSink::default(),
+            stdin_once: wanted.stdin_once,
+            tty: wanted.tty,
             exited: false,
             log_failed: false,
         };
@@ -716,7 +802,7 @@ impl Server {
         if wanted.stdin {
             let (read, write) = pipe()?;
             child.stdin = read.into();
-            io._stdin = Some(write);
+            io.stdin = StdinSink::new(write)?;
         }
         Ok((child, io, None))
     }
@@ -766,6 +852,13 @@ impl Server {
                 let response = match (received, io) {
                     (Some(Ok(master)), Some(key)) => {
                         if let Some(io) = self.io.get_mut(&key) {
+                            if options.stdio.as_ref().is_some_and(|s| s.stdin) {
+                                match master.try_clone().and_then(StdinSink::new) {
+                                    Ok(sink) => io.stdin = sink,
+                                    Err(e) => self.note(format_args!("create {}: terminal input: {e}", request.id)),
+                                }
+                            }
+                            let Some(io) = self.io.get_mut(&key) else { unreachable!("looked up above") };
                             let splitter = LineSplitter::default();
                             io.streams.push(OutputStream { fd: Some(master), stream: Stream::Stdout, splitter });
                         }
@@ -837,9 +930,10 @@ impl Server {
     fn finish_exit(&mut self, pid: Pid, running: Running, exit: ExitRecord) {
         self.record_exit(pid, &running, exit);
         let Some(key) = running.io else { return };
+        self.attached_exit(key, exit.exit_code);
         let Some(io) = self.io.get_mut(&key) else { return };
         io.exited = true;
-        io._stdin = None;
+        io.stdin = StdinSink::default();
         if !io.open() {
             self.io.remove(&key);
         }
@@ -893,6 +987,8 @@ impl Server {
         }
         if n == 0 {
             self.stream_closed(key);
+        } else {
+            self.fan_out(key, kind, &chunk[..n]);
         }
     }
 
@@ -1069,20 +1165,25 @@ impl Server {
             }
         }
         for (key, runtime, pid_file) in timed_out {
-            // The process runs in the container's session, not the runtime's group: it is
-            // killed by the pid the runtime wrote (the runtime, its parent, has not been
-            // reaped, so it cannot have been reaped either), then the runtime's group.
-            let process = fs::read_to_string(&pid_file).ok().and_then(|t| t.trim().parse::<i32>().ok());
-            if let Some(process) = process.filter(|&p| p > 0) {
-                let _ = kill(Pid::from_raw(process), Signal::SIGKILL);
-            }
-            let _ = killpg(runtime, Signal::SIGKILL);
+            // The runtime, the process's parent, has not been reaped: the pid it wrote is
+            // still the process's.
+            stream::kill_exec(&pid_file, runtime);
             self.note(format_args!("exec {key}: overran its timeout, killed"));
         }
         let drained: Vec<u64> =
             self.execs.iter().filter(|(_, e)| e.ended.is_some_and(|(_, d)| d <= now)).map(|(&k, _)| k).collect();
         for key in drained {
             self.finish_exec(key);
+        }
+
+        let drained: Vec<u64> = self
+            .stream_execs
+            .iter()
+            .filter(|(_, e)| e.ended.as_ref().is_some_and(|(_, d)| *d <= now))
+            .map(|(&k, _)| k)
+            .collect();
+        for key in drained {
+            self.finish_stream_exec(key);
         }
 
         while let Some(index) = self.exiting.iter().position(|e| e.deadline <= now) {
@@ -1149,14 +1250,16 @@ fn bind_private(path: &Path) -> io::Result<UnixListener> {
 }
 
 /// The pty master a runtime sent over the console socket (with `SCM_RIGHTS`, as runc's
-/// `--console-socket` does), already waiting: never blocks.
+/// `--console-socket` does), once it has connected: it sends right after connecting, and the
+/// wait for that is bounded.
 fn receive_console(listener: &UnixListener) -> io::Result<OwnedFd> {
     let (stream, _) = listener.accept()?;
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(CONSOLE_WAIT))?;
     let mut name = [0u8; 256];
     let mut iov = [IoSliceMut::new(&mut name)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
-    // The runtime wrote it before it exited: nothing to wait for.
-    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC;
+    let flags = MsgFlags::MSG_CMSG_CLOEXEC;
     let message = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut space), flags)?;
     let mut master = None;
     for cmsg in message.cmsgs()? {
