@@ -2,6 +2,9 @@
 
 use std::fs::{self, OpenOptions};
 use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::Duration;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -81,6 +84,25 @@ pub fn create(dir: &Path, name: &str) -> Result<PathBuf, NetnsError> {
         return Err(NetnsError::Loopback { path, source });
     }
     Ok(path)
+}
+
+/// Connects to `localhost:port` in the network namespace at `path`, over IPv4 and then IPv6, as
+/// port forwarding does. A socket stays in the namespace it was made in whichever thread uses it
+/// later. Blocking: the namespace is entered only on a thread of its own, which ends afterwards.
+pub fn connect_local(path: &Path, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    let netns = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(path)?;
+    thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns(2) on a descriptor we hold, for this thread only (no CLONE_NEWNS).
+            if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let v4 = TcpStream::connect_timeout(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)), timeout);
+            v4.or_else(|e| TcpStream::connect_timeout(&SocketAddr::from((Ipv6Addr::LOCALHOST, port)), timeout).map_err(|_| e))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("thread panicked")))
+    })
 }
 
 /// Sets IFF_UP on `lo` of the calling thread's network namespace.

@@ -16,7 +16,8 @@ use oci_spec::runtime::Spec;
 use super::model::{ContainerKey, ContainerRecord, MountRecord, Stage, UserRecord};
 use super::store::{Container, ContainerStore, StoreError};
 use crate::monitor::{
-    ContainerStdio, CreateOptions, ExecCancel, ExecRequest, ExitRecord, Monitor, MonitorError, read_exit,
+    AttachRequest, ContainerStdio, CreateOptions, ExecCancel, ExecRequest, ExecStreamRequest, ExitRecord, Monitor,
+    MonitorError, read_exit,
 };
 use crate::oci::{OciError, OciRuntime};
 use crate::{CgroupManager, ContainerId, persist};
@@ -512,6 +513,69 @@ impl Containers {
         .await
     }
 
+    /// Connects to a running container's stdio through its monitor.
+    pub async fn attach(
+        &self,
+        id: &str,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> Result<StdioSession, ContainerError> {
+        let view = self.status(id)?;
+        if view.state != ContainerState::Running {
+            return Err(ContainerError::NotRunning(view.record.id.clone()));
+        }
+        let record = view.record;
+        blocking(move || {
+            let monitor = attach(&record.monitor_dir)?;
+            let request = AttachRequest { id: record.id.clone(), stdin, stdout, stderr };
+            let (stream, tty) = monitor.attach_stdio(&request)?;
+            Ok(StdioSession { stream, tty, scratch: None })
+        })
+        .await
+    }
+
+    /// Runs `process` in a running container with its stdio streamed (a pty if the process
+    /// asks for a terminal); closing the session's connection kills it.
+    pub async fn exec_stream(
+        &self,
+        id: &str,
+        process: oci_spec::runtime::Process,
+        stdin: bool,
+    ) -> Result<StdioSession, ContainerError> {
+        let view = self.status(id)?;
+        if view.state != ContainerState::Running {
+            return Err(ContainerError::NotRunning(view.record.id.clone()));
+        }
+        let record = view.record;
+        let runtime = self.runtime_of(&record);
+        let dir = self.config.state.join(record.id.as_str()).join(format!("exec-{}", ContainerId::random()));
+        let systemd_cgroup = self.config.cgroup_manager == CgroupManager::Systemd;
+        blocking(move || {
+            // Removed with the session, or here if it never begins.
+            let scratch = Scratch(dir.clone());
+            std::fs::create_dir_all(&dir).map_err(ContainerError::io(format!("creating {}", dir.display())))?;
+            let process_file = dir.join("process.json");
+            let tty = process.terminal().unwrap_or(false);
+            let json = serde_json::to_vec(&process)
+                .map_err(|e| ContainerError::Io { what: "encoding the exec process".into(), source: e.into() })?;
+            std::fs::write(&process_file, json)
+                .map_err(ContainerError::io(format!("writing {}", process_file.display())))?;
+            let monitor = attach(&record.monitor_dir)?;
+            let stream = monitor.exec_stream(&ExecStreamRequest {
+                id: record.id.clone(),
+                runtime: runtime.handler().path.clone(),
+                runtime_root: runtime.root().to_owned(),
+                systemd_cgroup,
+                process: process_file,
+                tty,
+                stdin,
+            })?;
+            Ok(StdioSession { stream, tty, scratch: Some(scratch) })
+        })
+        .await
+    }
+
     pub fn status(&self, id: &str) -> Result<ContainerView, ContainerError> {
         let container = self.find(id)?;
         let view = self.view(&container);
@@ -651,6 +715,30 @@ fn taken(key: &ContainerKey, existing: Option<&ContainerId>) -> ContainerError {
         "container name {} (attempt {}) in pod {} is taken{which} with a different configuration",
         key.name, key.attempt, key.sandbox_id
     ))
+}
+
+/// A process's stdio as [`crate::monitor::frame::Frame`]s on a connection to its monitor.
+pub struct StdioSession {
+    stream: std::os::unix::net::UnixStream,
+    /// The process has a terminal: one output stream, and resizes apply.
+    pub tty: bool,
+    scratch: Option<Scratch>,
+}
+
+/// An exec's directory (its process file), removed when the exec's session ends.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl StdioSession {
+    /// The connection, and what must live as long as it is used.
+    pub fn into_parts(self) -> (std::os::unix::net::UnixStream, impl Send + 'static) {
+        (self.stream, self.scratch)
+    }
 }
 
 /// Cancels an exec when the future waiting for it is dropped.

@@ -6,7 +6,7 @@ pub mod store;
 
 pub use lifecycle::{
     ContainerDirs, ContainerError, ContainerState, ContainerView, Containers, ContainersConfig, ExecOutput, Exit,
-    NewContainer, Prepare, PrepareFailure, Prepared,
+    NewContainer, Prepare, PrepareFailure, Prepared, StdioSession,
 };
 pub use model::{ContainerKey, ContainerRecord, MountRecord, Stage, UserRecord};
 pub use store::{Container, ContainerStore, StoreError};
