@@ -4,4 +4,5 @@
 pub mod bench;
 pub mod client;
 pub mod lab;
+pub mod streaming;
 pub mod suite;

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use crisp_conformance::lab::image::{
-    BUSYBOX, Image, LabImage, MULTI_LAYER_ADDED, MULTI_LAYER_KEPT, MULTI_LAYER_REMOVED,
+    BUSYBOX, Image, LabImage, MULTI_LAYER_ADDED, MULTI_LAYER_KEPT, MULTI_LAYER_REMOVED, WEB_SERVER_INDEX,
+    WEB_SERVER_PORT,
 };
 use crisp_conformance::lab::push::{lab_client, push};
 use crisp_conformance::lab::registry::{Credentials, Registry};
@@ -138,6 +139,8 @@ async fn busybox_layer_links_applets_to_busybox_and_carries_accounts() {
         let entry = &entries[&format!("bin/{applet}")];
         assert_eq!(entry.kind, EntryType::Link, "/bin/{applet} is a hard link");
         assert_eq!(entry.link.as_deref(), Some("bin/busybox"), "/bin/{applet} links to busybox");
+        // Unpackers that chmod the shared inode from the link entry (containerd 1.6) keep 0755.
+        assert_eq!(entry.mode & 0o7777, 0o755, "/bin/{applet} carries busybox's mode");
     }
 
     let passwd = String::from_utf8(entries["etc/passwd"].data.clone()).unwrap();
@@ -210,6 +213,25 @@ async fn multi_layer_image_whites_out_a_lower_file() {
     let config = image_config(&pulled.config);
     assert_eq!(config["WorkingDir"], "/data");
     assert_eq!(config["ExposedPorts"], serde_json::json!({"8080/tcp": {}}));
+}
+
+#[tokio::test]
+async fn web_server_image_serves_its_page_with_busybox_httpd() {
+    let lab = Lab::start().await.unwrap();
+    let (reference, image) = pushed_image(&lab, LabImage::WebServer);
+    let pulled = pull(&lab_client(), reference, &RegistryAuth::Anonymous).await.unwrap();
+    assert_eq!(pulled.layers.len(), 2);
+    assert_eq!(image.layers()[0].digest(), lab.image(LabImage::Busybox).image.layers()[0].digest());
+    let site = entries(&pulled.layers[1]);
+    assert_eq!(site["www/index.html"].data, WEB_SERVER_INDEX.as_bytes());
+    assert_eq!(site["www/index.html"].mode & 0o7777, 0o644);
+    let busybox = entries(&pulled.layers[0]);
+    assert!(busybox.contains_key("bin/httpd"), "the host's busybox-static has no httpd applet");
+
+    let config = image_config(&pulled.config);
+    let port = WEB_SERVER_PORT.to_string();
+    assert_eq!(config["Cmd"], serde_json::json!(["httpd", "-f", "-p", port, "-h", "/www"]));
+    assert_eq!(config["ExposedPorts"], serde_json::json!({format!("{port}/tcp"): {}}));
 }
 
 #[tokio::test]

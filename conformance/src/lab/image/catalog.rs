@@ -14,6 +14,13 @@ pub const MULTI_LAYER_REMOVED: &str = "/data/removed.txt";
 /// In the multi-layer image: added by the third layer.
 pub const MULTI_LAYER_ADDED: &str = "/data/added.txt";
 
+/// The web server image's page: what `GET /` on its port answers.
+pub const WEB_SERVER_INDEX: &str = "crisp lab web server\n";
+/// The port the web server image's default command listens on.
+pub const WEB_SERVER_PORT: u16 = 80;
+/// Where the web server image keeps [`WEB_SERVER_INDEX`].
+const WEB_SERVER_ROOT: &str = "/www";
+
 /// The images every lab serves, and the repository and tag each is pushed under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LabImage {
@@ -30,16 +37,20 @@ pub enum LabImage {
     /// busybox plus two layers; the top one whites out a file of the one below. Each of the
     /// `MULTI_LAYER_*` files holds its own path followed by a newline.
     MultiLayer,
+    /// busybox plus a layer with `/www/index.html` ([`WEB_SERVER_INDEX`]); its default command is
+    /// busybox `httpd -f -p 80 -h /www`, in the foreground. Stands in for critest's nginx.
+    WebServer,
 }
 
 impl LabImage {
-    pub const ALL: [LabImage; 6] = [
+    pub const ALL: [LabImage; 7] = [
         LabImage::Busybox,
         LabImage::Pause,
         LabImage::UserUid,
         LabImage::UserName,
         LabImage::UserUidGid,
         LabImage::MultiLayer,
+        LabImage::WebServer,
     ];
 
     pub fn repository(self) -> &'static str {
@@ -50,6 +61,7 @@ impl LabImage {
             LabImage::UserName => "crisp/user-name",
             LabImage::UserUidGid => "crisp/user-uid-gid",
             LabImage::MultiLayer => "crisp/multi-layer",
+            LabImage::WebServer => "crisp/web-server",
         }
     }
 
@@ -85,6 +97,21 @@ impl LabImage {
                     ..shell.clone()
                 };
                 Image::build(&spec, multi_layers(busybox)?)
+            }
+            LabImage::WebServer => {
+                let port = WEB_SERVER_PORT.to_string();
+                let spec = ImageSpec {
+                    cmd: ["httpd", "-f", "-p", &port, "-h", WEB_SERVER_ROOT].map(str::to_owned).to_vec(),
+                    exposed_ports: [format!("{port}/tcp")].into(),
+                    ..ImageSpec::default()
+                };
+                let mut site = LayerBuilder::default();
+                site.dir(WEB_SERVER_ROOT, 0o755)?.file(
+                    &format!("{WEB_SERVER_ROOT}/index.html"),
+                    0o644,
+                    WEB_SERVER_INDEX.as_bytes(),
+                )?;
+                Image::build(&spec, vec![busybox.clone(), site.finish()?])
             }
         }
     }

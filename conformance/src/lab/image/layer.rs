@@ -47,11 +47,13 @@ impl Layer {
 /// nothing new, and tests can compare digests across builds.
 pub struct LayerBuilder {
     tar: tar::Builder<Vec<u8>>,
+    /// The modes of the regular files written so far, by path: what their hard links carry.
+    modes: std::collections::HashMap<String, u32>,
 }
 
 impl Default for LayerBuilder {
     fn default() -> Self {
-        Self { tar: tar::Builder::new(Vec::new()) }
+        Self { tar: tar::Builder::new(Vec::new()), modes: Default::default() }
     }
 }
 
@@ -65,13 +67,17 @@ impl LayerBuilder {
     pub fn file(&mut self, path: &str, mode: u32, contents: &[u8]) -> Result<&mut Self, LabError> {
         let mut header = header(EntryType::Regular, mode, contents.len() as u64);
         self.tar.append_data(&mut header, relative(path), contents).map_err(LabError::Layer)?;
+        self.modes.insert(path.to_owned(), mode);
         Ok(self)
     }
 
     /// A hard link entry: `path` shares `target`'s inode once unpacked. `target` must be an
-    /// earlier entry of this layer.
+    /// earlier entry of this layer. The entry carries the target's mode, as docker's and Go's
+    /// tar writers make it: unpackers that apply a link entry's mode to the shared inode
+    /// (containerd 1.6) would otherwise leave the target with mode 0.
     pub fn hard_link(&mut self, path: &str, target: &str) -> Result<&mut Self, LabError> {
-        let mut header = header(EntryType::Link, 0, 0);
+        let mode = self.modes.get(target).copied().unwrap_or(0o644);
+        let mut header = header(EntryType::Link, mode, 0);
         self.tar.append_link(&mut header, relative(path), relative(target)).map_err(LabError::Layer)?;
         Ok(self)
     }

@@ -8,7 +8,9 @@ mod oci;
 mod spec;
 
 pub use busybox::{BUSYBOX, busybox_layer};
-pub use catalog::{LabImage, MULTI_LAYER_ADDED, MULTI_LAYER_KEPT, MULTI_LAYER_REMOVED};
+pub use catalog::{
+    LabImage, MULTI_LAYER_ADDED, MULTI_LAYER_KEPT, MULTI_LAYER_REMOVED, WEB_SERVER_INDEX, WEB_SERVER_PORT,
+};
 pub use layer::{Layer, LayerBuilder};
 pub use spec::{DEFAULT_PATH, ImageSpec};
 pub use tar::EntryType;

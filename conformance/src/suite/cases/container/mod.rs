@@ -1,9 +1,9 @@
 //! Containers, as critest checks them (pkg/validate of cri-tools v1.32): its Container cases
 //! (container.go, container_linux.go), Security Context (security_context_linux.go), Multiple
 //! Containers (multi_container_linux.go), the networking cases that need a container
-//! (networking.go) and the container idempotence cases (idempotence.go). Streaming (Exec, Attach,
-//! PortForward) and stats are left out until the runtime serves them. critest's own images
-//! (nginx, httpd, nonewprivs) are replaced by the lab's busybox: each case says how.
+//! (networking.go), the container idempotence cases (idempotence.go) and Streaming (streaming.go:
+//! Exec, Attach and PortForward over SPDY and WebSocket). Stats are left out. critest's own
+//! images (nginx, httpd, nonewprivs) are replaced by the lab's busybox images: each case says how.
 //!
 //! Every case runs its containers in pods of its own on the pod network (or the host's where
 //! it says so), reads what they see through ExecSync or their CRI logs, and leaves the removal
@@ -12,6 +12,7 @@
 mod lifecycle;
 mod pods;
 mod security;
+mod streaming;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -92,6 +93,9 @@ pub fn cases() -> Vec<Case> {
         case!("container/multi-container-network", pods::multi_container_network),
         case!("container/multi-container-exec-and-logs", pods::multi_container_exec_and_logs),
     ]
+    .into_iter()
+    .chain(streaming::cases())
+    .collect()
 }
 
 /// The kubelet's first attempt is 0; critest uses 2 (framework.DefaultAttempt).
