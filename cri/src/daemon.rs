@@ -15,6 +15,7 @@ use crisp_runtime::spec::HostFeatures;
 use crisp_runtime::{Handler, HandlerName, OomScoreAdjPolicy};
 
 use crate::config::Config;
+use crate::streaming::Streaming;
 
 pub struct Daemon {
     pub config: Config,
@@ -31,6 +32,8 @@ pub struct Daemon {
     pub containers: Arc<Containers>,
     /// What the host's kernel and cgroups offer containers, probed once.
     pub host: HostFeatures,
+    /// Tokens and the URL for Exec, Attach and PortForward.
+    pub streaming: Streaming,
     /// Per pod: CreateContainer holds it shared, pod Stop and Remove exclusively, so that no
     /// container is made in a pod being torn down.
     pod_gates: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
@@ -58,6 +61,8 @@ pub enum DaemonError {
     Host(std::io::Error),
     #[error("opening the containers: {0}")]
     Containers(#[from] ContainerError),
+    #[error("streaming.address {address}: {source}")]
+    Streaming { address: std::net::SocketAddr, source: std::io::Error },
 }
 
 /// The monitor ships beside the daemon, as one package.
@@ -111,6 +116,8 @@ impl Daemon {
         })
         .await?;
         let host = HostFeatures::detect().map_err(DaemonError::Host)?;
+        let streaming = Streaming::bind(&config.streaming)
+            .map_err(|source| DaemonError::Streaming { address: config.streaming.address, source })?;
         Ok(Daemon {
             config,
             handlers,
@@ -123,6 +130,7 @@ impl Daemon {
             pods,
             containers,
             host,
+            streaming,
             pod_gates: Default::default(),
             pause_image,
         })

@@ -7,3 +7,4 @@ pub mod logging;
 pub mod server;
 mod service;
 mod status;
+pub mod streaming;

@@ -40,6 +40,8 @@ pub enum ServerError {
     Daemon(#[from] DaemonError),
     #[error("serving: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("serving the streaming URLs: {0}")]
+    Streaming(io::Error),
     #[error("installing signal handlers: {0}")]
     Signal(io::Error),
 }
@@ -65,6 +67,9 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
             "oom_score_adj is clamped to at least {floor}: the host forbids lower values or the config asks for it"
         );
     }
+
+    crate::streaming::Streaming::serve(&daemon).map_err(ServerError::Streaming)?;
+    tracing::info!(url = daemon.streaming.base_url(), "streaming server for exec, attach and port-forward");
 
     let socket = daemon.config.server.listen.clone();
     let listener = bind(&socket)?;

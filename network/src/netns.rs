@@ -3,12 +3,12 @@
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
-use std::os::unix::fs::OpenOptionsExt;
-use std::time::Duration;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::thread;
+use std::time::Duration;
 
 use netns_rs::{Env, NetNs};
 
@@ -98,7 +98,9 @@ pub fn connect_local(path: &Path, port: u16, timeout: Duration) -> io::Result<Tc
                 return Err(io::Error::last_os_error());
             }
             let v4 = TcpStream::connect_timeout(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)), timeout);
-            v4.or_else(|e| TcpStream::connect_timeout(&SocketAddr::from((Ipv6Addr::LOCALHOST, port)), timeout).map_err(|_| e))
+            v4.or_else(|e| {
+                TcpStream::connect_timeout(&SocketAddr::from((Ipv6Addr::LOCALHOST, port)), timeout).map_err(|_| e)
+            })
         })
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("thread panicked")))

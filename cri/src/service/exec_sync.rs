@@ -14,7 +14,7 @@ pub async fn exec_sync(daemon: &Daemon, request: ExecSyncRequest) -> Result<Exec
         return Err(Status::invalid_argument("ExecSync: no command"));
     }
     let view = daemon.containers.status(&request.container_id).map_err(ToStatus::to_status)?;
-    let process = exec_process(&view, request.cmd)?;
+    let process = super::exec_process(&view, request.cmd, false)?;
     let timeout = (request.timeout > 0).then(|| Duration::from_secs(request.timeout as u64));
     let output = daemon
         .containers
@@ -28,20 +28,4 @@ pub async fn exec_sync(daemon: &Daemon, request: ExecSyncRequest) -> Result<Exec
         )));
     }
     Ok(ExecSyncResponse { stdout: output.stdout, stderr: output.stderr, exit_code: output.exit_code })
-}
-
-/// The command runs as the container's own process does: its user, environment, working
-/// directory, capabilities and security settings, from the container's spec.
-fn exec_process(
-    view: &crisp_runtime::container::ContainerView,
-    cmd: Vec<String>,
-) -> Result<oci_spec::runtime::Process, Status> {
-    let bundle = view.record.exit_file.with_file_name("bundle").join("config.json");
-    let spec = oci_spec::runtime::Spec::load(&bundle)
-        .map_err(|e| Status::internal(format!("ExecSync: reading {}: {e}", bundle.display())))?;
-    let mut process = spec.process().clone().ok_or_else(|| Status::internal("ExecSync: the spec has no process"))?;
-    process.set_args(Some(cmd));
-    process.set_terminal(Some(false));
-    process.set_console_size(None);
-    Ok(process)
 }

@@ -22,10 +22,13 @@ macro_rules! cri_service {
     };
 }
 
+mod attach;
 mod container_convert;
 mod container_holds;
 mod container_status;
 mod create_container;
+mod exec;
+mod exec_process;
 mod exec_sync;
 mod image;
 mod image_convert;
@@ -36,6 +39,7 @@ mod list_images;
 mod list_pod_sandbox;
 mod pod_convert;
 mod pod_sandbox_status;
+mod port_forward;
 mod pull_image;
 mod remove_container;
 mod remove_image;
@@ -54,5 +58,6 @@ mod update_runtime_config;
 mod version;
 
 pub use container_holds::release_stale as release_stale_holds;
+pub(crate) use exec_process::exec_process;
 pub use image::ImageService;
 pub use runtime::RuntimeService;

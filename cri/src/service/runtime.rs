@@ -6,23 +6,25 @@ use std::sync::Arc;
 use futures::Stream;
 use k8s_cri::v1::runtime_service_server::RuntimeService as Service;
 use k8s_cri::v1::{
-    ContainerEventResponse, ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest,
-    CreateContainerResponse, ExecSyncRequest, ExecSyncResponse, GetEventsRequest, ListContainersRequest,
-    ListContainersResponse, ListPodSandboxRequest, ListPodSandboxResponse, PodSandboxStatusRequest,
-    PodSandboxStatusResponse, RemoveContainerRequest, RemoveContainerResponse, RemovePodSandboxRequest,
-    RemovePodSandboxResponse, ReopenContainerLogRequest, ReopenContainerLogResponse, RunPodSandboxRequest,
-    RunPodSandboxResponse, RuntimeConfigRequest, RuntimeConfigResponse, StartContainerRequest, StartContainerResponse,
-    StatusRequest, StatusResponse, StopContainerRequest, StopContainerResponse, StopPodSandboxRequest,
-    StopPodSandboxResponse, UpdateContainerResourcesRequest, UpdateContainerResourcesResponse,
-    UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse, VersionRequest, VersionResponse,
+    AttachRequest, AttachResponse, ContainerEventResponse, ContainerStatusRequest, ContainerStatusResponse,
+    CreateContainerRequest, CreateContainerResponse, ExecRequest, ExecResponse, ExecSyncRequest, ExecSyncResponse,
+    GetEventsRequest, ListContainersRequest, ListContainersResponse, ListPodSandboxRequest, ListPodSandboxResponse,
+    PodSandboxStatusRequest, PodSandboxStatusResponse, PortForwardRequest, PortForwardResponse, RemoveContainerRequest,
+    RemoveContainerResponse, RemovePodSandboxRequest, RemovePodSandboxResponse, ReopenContainerLogRequest,
+    ReopenContainerLogResponse, RunPodSandboxRequest, RunPodSandboxResponse, RuntimeConfigRequest,
+    RuntimeConfigResponse, StartContainerRequest, StartContainerResponse, StatusRequest, StatusResponse,
+    StopContainerRequest, StopContainerResponse, StopPodSandboxRequest, StopPodSandboxResponse,
+    UpdateContainerResourcesRequest, UpdateContainerResourcesResponse, UpdateRuntimeConfigRequest,
+    UpdateRuntimeConfigResponse, VersionRequest, VersionResponse,
 };
 use tonic::{Request, Response, Status};
 
 use super::rpc::serve;
 use super::{
-    container_status, create_container, exec_sync, list_containers, list_pod_sandbox, pod_sandbox_status,
-    remove_container, remove_pod_sandbox, reopen_container_log, run_pod_sandbox, runtime_config, start_container,
-    status, stop_container, stop_pod_sandbox, update_container_resources, update_runtime_config, version,
+    attach, container_status, create_container, exec, exec_sync, list_containers, list_pod_sandbox, pod_sandbox_status,
+    port_forward, remove_container, remove_pod_sandbox, reopen_container_log, run_pod_sandbox, runtime_config,
+    start_container, status, stop_container, stop_pod_sandbox, update_container_resources, update_runtime_config,
+    version,
 };
 use crate::daemon::Daemon;
 
@@ -167,6 +169,21 @@ cri_service! {
             .await
         }
 
+        async fn exec(&self, request: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
+            serve("Exec", async { exec::exec(&self.daemon, request.into_inner()) }).await
+        }
+
+        async fn attach(&self, request: Request<AttachRequest>) -> Result<Response<AttachResponse>, Status> {
+            serve("Attach", async { attach::attach(&self.daemon, request.into_inner()) }).await
+        }
+
+        async fn port_forward(
+            &self,
+            request: Request<PortForwardRequest>,
+        ) -> Result<Response<PortForwardResponse>, Status> {
+            serve("PortForward", async { port_forward::port_forward(&self.daemon, request.into_inner()) }).await
+        }
+
         async fn exec_sync(&self, request: Request<ExecSyncRequest>) -> Result<Response<ExecSyncResponse>, Status> {
             serve("ExecSync", exec_sync::exec_sync(&self.daemon, request.into_inner())).await
         }
@@ -179,9 +196,6 @@ cri_service! {
         }
     }
     unimplemented {
-        exec(ExecRequest) -> ExecResponse = "Exec";
-        attach(AttachRequest) -> AttachResponse = "Attach";
-        port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward";
         container_stats(ContainerStatsRequest) -> ContainerStatsResponse = "ContainerStats";
         list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse = "ListContainerStats";
         pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse = "PodSandboxStats";
