@@ -12,6 +12,7 @@ packages=(
   gcc libc6-dev                  # C: the static built-in pause program, zstd's bundled library
   procps psmisc util-linux       # pgrep, fuser, nsenter, mount in tests
   curl ca-certificates
+  openssl                        # a self-signed certificate for the streaming server's TLS test
 )
 
 missing=()

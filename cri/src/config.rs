@@ -88,11 +88,16 @@ pub enum LogFormat {
 pub struct StreamingConfig {
     /// Where Exec/Attach/PortForward are served; port 0 picks a free one.
     pub address: SocketAddr,
+    /// PEM certificate chain and private key: the URLs are then `https`. Both or neither.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for StreamingConfig {
     fn default() -> Self {
-        StreamingConfig { address: SocketAddr::from(([127, 0, 0, 1], 0)) }
+        StreamingConfig { address: SocketAddr::from(([127, 0, 0, 1], 0)), tls_cert_file: None, tls_key_file: None }
     }
 }
 

@@ -61,8 +61,8 @@ pub enum DaemonError {
     Host(std::io::Error),
     #[error("opening the containers: {0}")]
     Containers(#[from] ContainerError),
-    #[error("streaming.address {address}: {source}")]
-    Streaming { address: std::net::SocketAddr, source: std::io::Error },
+    #[error("streaming: {0}")]
+    Streaming(#[from] crate::streaming::StreamingError),
 }
 
 /// The monitor ships beside the daemon, as one package.
@@ -116,8 +116,7 @@ impl Daemon {
         })
         .await?;
         let host = HostFeatures::detect().map_err(DaemonError::Host)?;
-        let streaming = Streaming::bind(&config.streaming)
-            .map_err(|source| DaemonError::Streaming { address: config.streaming.address, source })?;
+        let streaming = Streaming::bind(&config.streaming)?;
         Ok(Daemon {
             config,
             handlers,

@@ -306,3 +306,68 @@ async fn port_forward_reaches_a_pods_web_server_and_a_host_network_pods_port() {
     s.client.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: host_pod }).await.unwrap();
     s.teardown().await;
 }
+
+#[tokio::test]
+async fn the_streaming_server_speaks_tls_when_given_a_certificate() {
+    use futures::StreamExt;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let mut s = common::containers::setup_configured(28, Default::default(), |lab| {
+        let (cert, key) = (lab.path("streaming.crt"), lab.path("streaming.key"));
+        let made = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+            .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+            // An end entity, trusted as itself: webpki refuses a CA certificate there.
+            .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl (contrib/install-deps.sh installs it) makes the test certificate");
+        assert!(made.status.success(), "openssl: {}", String::from_utf8_lossy(&made.stderr));
+        format!("[streaming]\naddress = \"127.0.0.1:0\"\ntls_cert_file = {cert:?}\ntls_key_file = {key:?}\n")
+    })
+    .await;
+    let sleeper = s.run(s.config("sleeper", &["sleep", "1000"])).await;
+    let cmd = ["sh", "-c", "echo hello over tls"];
+    let url = s.client.runtime.exec(exec_request(&sleeper, &cmd, false, false)).await.unwrap().into_inner().url;
+    let rest = url.strip_prefix("https://").unwrap_or_else(|| panic!("not an https URL: {url}"));
+    let authority = rest.split('/').next().unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(s.lab.path("streaming.crt")).unwrap()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let server = ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(server, tcp).await.unwrap();
+
+    let mut request = format!("wss://{rest}").into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "v5.channel.k8s.io".parse().unwrap());
+    let (mut socket, response) = tokio_tungstenite::client_async(request, tls).await.unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "v5.channel.k8s.io");
+    let (mut stdout, mut status) = (Vec::new(), Vec::new());
+    while let Some(message) = tokio::time::timeout(TIMEOUT, socket.next()).await.unwrap() {
+        match message.unwrap() {
+            Message::Binary(data) if data.first() == Some(&1) => stdout.extend_from_slice(&data[1..]),
+            Message::Binary(data) if data.first() == Some(&3) => status.extend_from_slice(&data[1..]),
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    let _ = socket.close(None).await;
+    assert_eq!(String::from_utf8_lossy(&stdout), "hello over tls\n");
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&status).unwrap()["status"], "Success");
+
+    // The same port in the clear is no way in.
+    let clear = url.replacen("https://", "http://", 1);
+    assert!(remote_command(&clear, Transport::Spdy, &options(false, None), TIMEOUT).await.is_err());
+    s.teardown().await;
+}

@@ -14,6 +14,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use super::port_forward::{self, PodPorts};
 use super::remote::{Command, Version};
@@ -32,7 +33,10 @@ const WEBSOCKET_PORT_FORWARD: [Protocol; 4] = [Protocol::SpdyTunnel, Protocol::V
 
 type Reply = Response<Full<Bytes>>;
 
-pub async fn serve(listener: TcpListener, daemon: Arc<Daemon>) {
+/// How long a client has for its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, daemon: Arc<Daemon>) {
     loop {
         let socket = match listener.accept().await {
             Ok((socket, _)) => socket,
@@ -43,14 +47,25 @@ pub async fn serve(listener: TcpListener, daemon: Arc<Daemon>) {
                 continue;
             }
         };
-        let daemon = daemon.clone();
+        let (daemon, tls) = (daemon.clone(), tls.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |request| handle(daemon.clone(), request));
-            let connection = http1::Builder::new().serve_connection(TokioIo::new(socket), service).with_upgrades();
-            if let Err(e) = connection.await {
-                tracing::debug!("streaming server: {e}");
+            match tls {
+                None => serve_connection(socket, daemon).await,
+                Some(tls) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(socket)).await {
+                    Ok(Ok(socket)) => serve_connection(socket, daemon).await,
+                    Ok(Err(e)) => tracing::info!("streaming server: TLS handshake: {e}"),
+                    Err(_) => tracing::info!("streaming server: no TLS handshake within {TLS_HANDSHAKE_TIMEOUT:?}"),
+                },
             }
         });
+    }
+}
+
+async fn serve_connection(socket: impl super::Io, daemon: Arc<Daemon>) {
+    let service = service_fn(move |request| handle(daemon.clone(), request));
+    let connection = http1::Builder::new().serve_connection(TokioIo::new(socket), service).with_upgrades();
+    if let Err(e) = connection.await {
+        tracing::debug!("streaming server: {e}");
     }
 }
 

@@ -44,9 +44,14 @@ pub async fn setup(n: u8) -> Setup {
 }
 
 pub async fn setup_with(n: u8, options: Options) -> Setup {
+    setup_configured(n, options, |_| String::new()).await
+}
+
+/// [`setup_with`] whose config gets what `extra` writes for the lab (TOML appended).
+pub async fn setup_configured(n: u8, options: Options, extra: impl FnOnce(&Lab) -> String) -> Setup {
     let registry = ImageLab::start().await.expect("lab registry");
     let lab = Lab::with_network(n);
-    lab.write_config("");
+    lab.write_config(&extra(&lab));
     let daemon = if options.own_mount_namespace { lab.start_in_own_mount_namespace() } else { lab.start() };
     let client = daemon.client().await;
     let mut pod_config = PodSandboxConfig {
