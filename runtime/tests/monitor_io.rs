@@ -637,3 +637,72 @@ async fn streaming_execs_carry_stdin_output_exit_codes_and_a_terminal() {
     // Only the monitor's own files are left.
     wait_until("the exec's files are removed", || fs::read_dir(monitor.dir()).unwrap().count() == 3);
 }
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_with_stdin_backed_up_is_let_go() {
+    let lab = Lab::new();
+    let monitor = lab.spawn_monitor(&lab.path("monitor"));
+    let id = ContainerId::random();
+    let mut options = lab.stdio(&id);
+    options.stdio.as_mut().unwrap().stdin = true;
+    // It never reads its stdin.
+    lab.run(&monitor, &id, &["sleep", "1000"], &options, |_| {}).await;
+    let request = AttachRequest { id: id.clone(), stdin: true, stdout: true, stderr: true };
+    let mut client = Frames::new(monitor.attach_stdio(&request).unwrap().0);
+    client.stream.set_nonblocking(true).unwrap();
+    // More than the pipe and the monitor's stdin backlog take: the rest stays in the socket.
+    for _ in 0..64 {
+        let mut out = Vec::new();
+        Frame::Stdin(vec![b'x'; 60_000]).encode(&mut out);
+        let mut sent = 0;
+        while sent < out.len() {
+            match client.stream.write(&out[sent..]) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        if sent < out.len() {
+            break;
+        }
+    }
+    drop(client);
+    sleep(Duration::from_millis(300));
+    let before = cpu_ticks(monitor.pid());
+    sleep(Duration::from_secs(2));
+    let spent = cpu_ticks(monitor.pid()) - before;
+    assert!(spent < 50, "the monitor spent {spent} ticks in 2 s with nothing to do");
+    // It still serves.
+    let watcher = AttachRequest { id: id.clone(), stdin: false, stdout: true, stderr: false };
+    monitor.attach_stdio(&watcher).unwrap();
+}
+
+#[tokio::test]
+async fn a_slow_exec_client_gets_all_of_the_output() {
+    let lab = Lab::new();
+    let monitor = lab.spawn_monitor(&lab.path("monitor"));
+    let id = ContainerId::random();
+    lab.run(&monitor, &id, &["sleep", "1000"], &lab.stdio(&id), |_| {}).await;
+    // Sizes around what the socket buffers, the monitor's backlog and the pipe hold together:
+    // the process ends with its last output still in the pipe while the client reads nothing.
+    let sizes = [400_000, 440_000, 480_000, 520_000, 560_000, 600_000, 2_000_000];
+    let mut execs: Vec<(usize, Frames)> = sizes
+        .iter()
+        .map(|&size| {
+            let cmd = format!("yes | head -c {size}");
+            let request = lab.stream_request(&id, &format!("slow-{size}"), &["sh", "-c", &cmd], false, false);
+            (size, Frames::new(monitor.exec_stream(&request).unwrap()))
+        })
+        .collect();
+    sleep(Duration::from_secs(3));
+    for (size, exec) in &mut execs {
+        assert_eq!(exec.next_event(), Some(Frame::Exit(0)), "{size}");
+        assert_eq!(exec.stdout.len(), *size);
+    }
+}

@@ -19,6 +19,10 @@ pub fn port_forward(daemon: &Daemon, request: PortForwardRequest) -> Result<Port
         .ok_or_else(|| {
             Status::invalid_argument(format!("PortForward: ports must be 1 to 65535: {:?}", request.port))
         })?;
+    // Two WebSocket channels per port, numbered in a byte.
+    if ports.len() > 127 {
+        return Err(Status::invalid_argument(format!("PortForward: {} ports, at most 127", ports.len())));
+    }
     let view = daemon.pods.status(&request.pod_sandbox_id).map_err(ToStatus::to_status)?;
     if !view.ready {
         return Err(Status::failed_precondition(format!("PortForward: pod sandbox {} is not ready", view.record.id)));

@@ -33,11 +33,17 @@ const WEBSOCKET_PORT_FORWARD: [Protocol; 4] = [Protocol::SpdyTunnel, Protocol::V
 
 type Reply = Response<Full<Bytes>>;
 
-/// How long a client has for its TLS handshake.
+/// How long a client has for its TLS handshake, and for its request's head.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once, idle or streaming: past it, new ones wait in the backlog, so
+/// that clients cannot take all of the daemon's descriptors.
+const MAX_CONNECTIONS: usize = 1024;
 
 pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, daemon: Arc<Daemon>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let socket = match listener.accept().await {
             Ok((socket, _)) => socket,
             Err(e) => {
@@ -47,8 +53,13 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, daemon: Arc<
                 continue;
             }
         };
+        // A client that vanishes mid-stream (no FIN, no RST) is found out by the kernel.
+        if let Err(e) = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::KeepAlive, &true) {
+            tracing::debug!("streaming server: SO_KEEPALIVE: {e}");
+        }
         let (daemon, tls) = (daemon.clone(), tls.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             match tls {
                 None => serve_connection(socket, daemon).await,
                 Some(tls) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(socket)).await {
@@ -63,7 +74,14 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, daemon: Arc<
 
 async fn serve_connection(socket: impl super::Io, daemon: Arc<Daemon>) {
     let service = service_fn(move |request| handle(daemon.clone(), request));
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(socket), service).with_upgrades();
+    // Every URL is good for one request: no keep-alive, and a head that does not come in
+    // time ends the connection.
+    let connection = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(socket), service)
+        .with_upgrades();
     if let Err(e) = connection.await {
         tracing::debug!("streaming server: {e}");
     }

@@ -22,6 +22,8 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a pair waits for its other stream.
 const PAIR_TIMEOUT: Duration = Duration::from_secs(30);
 const CHUNK: usize = 32 * 1024;
+/// Forwarded connections one client may hold open at once.
+const MAX_FORWARDS: usize = 128;
 
 /// Where a pod's ports are: its network namespace, or the host's for a host-network pod.
 #[derive(Debug, Clone)]
@@ -50,14 +52,16 @@ impl PodPorts {
                 rx.await.map_err(|_| std::io::Error::other("the dialing thread ended"))??
             }
             None => {
-                let v4 = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(("127.0.0.1", port))).await;
-                match v4 {
-                    Ok(Ok(stream)) => return Ok(stream),
-                    _ => {
-                        let v6 = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(("::1", port))).await;
-                        return v6.map_err(|_| std::io::ErrorKind::TimedOut)?;
-                    }
-                }
+                let dial = |address: &'static str| async move {
+                    tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect((address, port)))
+                        .await
+                        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+                };
+                // IPv6 is the fallback; the IPv4 error is the one reported, as in a pod.
+                return match dial("127.0.0.1").await {
+                    Ok(stream) => Ok(stream),
+                    Err(v4) => dial("::1").await.map_err(|_| v4),
+                };
             }
         };
         stream.set_nonblocking(true)?;
@@ -101,7 +105,23 @@ pub async fn over_spdy(pod: PodPorts, io: impl super::Io) {
             continue;
         }
         *slot = Some(stream);
+        if forwards.len() >= MAX_FORWARDS {
+            // Finished forwards leave the set as they are collected.
+            while forwards.try_join_next().is_some() {}
+        }
         if let (Some(_), Some(_)) = (&entry.0, &entry.1) {
+            if forwards.len() >= MAX_FORWARDS {
+                tracing::info!(
+                    request,
+                    "port forward: {MAX_FORWARDS} connections already open on this session, refused"
+                );
+                let (Some(error), Some(data), _) = halves.remove(&request).expect("present") else { unreachable!() };
+                let (_, mut error_out) = error.split();
+                let _ = error_out.send(format!("more than {MAX_FORWARDS} connections at once").as_bytes()).await;
+                let _ = error_out.finish().await;
+                data.reset();
+                continue;
+            }
             let (Some(error), Some(data), _) = halves.remove(&request).expect("present") else { unreachable!() };
             let port = data.header("port").and_then(|p| p.parse().ok()).expect("checked above");
             forwards.spawn(forward_pair(pod.clone(), port, error, data));
@@ -164,6 +184,11 @@ async fn forward_pair(pod: Arc<PodPorts>, port: u16, error: spdy::Stream, data: 
 /// port is one connection, and the session ends when all have.
 pub async fn over_websocket(pod: PodPorts, ports: Vec<u16>, channels: websocket::Channels<impl super::Io>) {
     let (mut sender, mut receiver) = channels.split();
+    // Two channels per port, numbered in a byte.
+    if ports.len() > 127 {
+        tracing::info!("port forward: {} ports asked for, at most 127", ports.len());
+        return sender.close().await;
+    }
     let mut to_pods = Vec::new();
     let (output_tx, mut output_rx) = tokio::sync::mpsc::channel::<(u8, Vec<u8>)>(16);
     let mut readers = tokio::task::JoinSet::new();

@@ -93,6 +93,17 @@ pub struct ResizeParser {
     buf: Vec<u8>,
 }
 
+/// A size is a few dozen bytes.
+const MAX_PENDING_RESIZE: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResizeError {
+    #[error("not a terminal size: {0}")]
+    Json(serde_json::Error),
+    #[error("a terminal size longer than {MAX_PENDING_RESIZE} bytes")]
+    TooLong,
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct TerminalSize {
@@ -101,16 +112,24 @@ struct TerminalSize {
 }
 
 impl ResizeParser {
-    /// The resizes that `data` completes; an object that is not a size ends the stream.
-    pub fn feed(&mut self, data: &[u8]) -> Result<Vec<Input>, serde_json::Error> {
+    /// The resizes that `data` completes; an object that is not a size, or one that never
+    /// ends, ends the stream.
+    pub fn feed(&mut self, data: &[u8]) -> Result<Vec<Input>, ResizeError> {
         self.buf.extend_from_slice(data);
+        if self.buf.len() > MAX_PENDING_RESIZE {
+            self.buf.clear();
+            return Err(ResizeError::TooLong);
+        }
         let mut sizes = Vec::new();
         let mut stream = serde_json::Deserializer::from_slice(&self.buf).into_iter::<TerminalSize>();
         loop {
             match stream.next() {
                 Some(Ok(size)) => sizes.push(Input::Resize { width: size.width, height: size.height }),
                 Some(Err(e)) if e.is_eof() => break,
-                Some(Err(e)) => return Err(e),
+                Some(Err(e)) => {
+                    self.buf.clear();
+                    return Err(ResizeError::Json(e));
+                }
                 None => break,
             }
         }
@@ -157,6 +176,8 @@ mod tests {
         let expected = [Input::Resize { width: 80, height: 24 }, Input::Resize { width: 100, height: 30 }];
         assert_eq!(sizes, expected);
         assert!(parser.feed(b"[1]").is_err());
+        assert!(parser.feed(&[b'['; 5000]).is_err(), "an endless value is cut off");
+        assert_eq!(parser.feed(br#"{"Width":1,"Height":2}"#).unwrap(), [Input::Resize { width: 1, height: 2 }]);
         assert_eq!(Version::from_name("v4.channel.k8s.io"), Some(Version::V4));
         assert_eq!(Version::from_name("v9.channel.k8s.io"), None);
     }

@@ -191,12 +191,21 @@ pub async fn over_websocket(
     let (input_tx, input_rx) = mpsc::channel(QUEUE);
     let (closed_tx, closed) = oneshot::channel::<()>();
     tokio::spawn(async move {
-        let mut parser = ResizeParser::default();
+        let mut parser = Some(ResizeParser::default());
         while let Some(message) = receiver.recv().await {
             let inputs = match message {
                 ChannelMessage::Data { channel: 0, data } if stdin => vec![Input::Stdin(data)],
                 ChannelMessage::Close { channel: 0 } if stdin => vec![Input::CloseStdin],
-                ChannelMessage::Data { channel: 4, data } => parser.feed(&data).unwrap_or_default(),
+                // As the kubelet: a bad size ends the resizes, not the session.
+                ChannelMessage::Data { channel: 4, data } => match parser.as_mut().map(|p| p.feed(&data)) {
+                    Some(Ok(sizes)) => sizes,
+                    Some(Err(e)) => {
+                        tracing::info!("resize channel: {e}; resizes ignored from now on");
+                        parser = None;
+                        Vec::new()
+                    }
+                    None => Vec::new(),
+                },
                 _ => Vec::new(),
             };
             for input in inputs {

@@ -49,6 +49,16 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
+/// Clients send stdin and resizes in small messages: a hostile one must not make the daemon
+/// hold tungstenite's default 64 MiB messages.
+const MAX_MESSAGE: usize = 1 << 20;
+
+fn server_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE))
+}
+
 /// Whether the request asks for a WebSocket upgrade (as the apimachinery's wsstream decides).
 pub fn is_websocket(headers: &HeaderMap) -> bool {
     let lists = |name, token: &str| tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token));
@@ -321,7 +331,9 @@ fn encode(protocol: Protocol, channel: u8, data: &[u8]) -> io::Result<Message> {
 /// `io` as the server end of a WebSocket whose handshake hyper already did. tokio-tungstenite
 /// offers this only as an async fn, though one that is ready at its first poll.
 fn server_socket<IO: Io>(io: IO) -> WebSocketStream<IO> {
-    WebSocketStream::from_raw_socket(io, Role::Server, None).now_or_never().expect("skipping the handshake never waits")
+    WebSocketStream::from_raw_socket(io, Role::Server, Some(server_config()))
+        .now_or_never()
+        .expect("skipping the handshake never waits")
 }
 
 fn normal_close() -> Message {

@@ -286,7 +286,8 @@ impl ExecOutput {
 enum Source {
     Listener,
     Signals,
-    Client(u64),
+    /// A client, and whether it hung up (or failed).
+    Client(u64, bool),
     Log(u64, usize),
     ExecOut(u64, Stream),
     /// A container's stdin that can take what waits for it.
@@ -407,7 +408,15 @@ impl Server {
                         self.reap();
                     }
                     Source::Listener => self.accept(),
-                    Source::Client(token) => self.read_client(token),
+                    Source::Client(token, hung_up) => {
+                        self.read_client(token);
+                        if hung_up {
+                            // A framed client held back (its stdin full, its buffer at the cap)
+                            // is not read to its EOF: its hang-up alone says it is gone, and
+                            // would otherwise wake the loop forever.
+                            self.drop_streaming_client(token);
+                        }
+                    }
                     Source::Log(key, index) => self.read_log(key, index, &mut chunk),
                     Source::ExecOut(key, stream) => self.read_exec(key, stream, &mut chunk),
                     Source::Stdin(key) => {
@@ -452,7 +461,7 @@ impl Server {
             if !client.out.is_empty() {
                 events |= PollFlags::POLLOUT;
             }
-            sources.push(Source::Client(client.token));
+            sources.push(Source::Client(client.token, false));
             fds.push(PollFd::new(client.stream.as_fd(), events));
         }
         for (&key, io) in &self.io {
@@ -496,7 +505,16 @@ impl Server {
         poll(&mut fds, self.poll_timeout())?;
         // Hang-ups and errors count as ready: the read that follows sees them.
         let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-        Ok(sources.into_iter().zip(&fds).filter(|(_, fd)| ready(fd)).map(|(s, _)| s).collect())
+        let hung_up = |fd: &PollFd| fd.revents().is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR));
+        Ok(sources
+            .into_iter()
+            .zip(&fds)
+            .filter(|(_, fd)| ready(fd))
+            .map(|(source, fd)| match source {
+                Source::Client(token, _) => Source::Client(token, hung_up(fd)),
+                other => other,
+            })
+            .collect())
     }
 
     /// Until the earliest deadline of a create, an exec, or an exit waiting for its output;
@@ -1183,7 +1201,7 @@ impl Server {
             .map(|(&k, _)| k)
             .collect();
         for key in drained {
-            self.finish_stream_exec(key);
+            self.drain_or_finish_stream_exec(key);
         }
 
         while let Some(index) = self.exiting.iter().position(|e| e.deadline <= now) {

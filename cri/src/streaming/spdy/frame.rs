@@ -115,7 +115,6 @@ impl Frame {
             return Err(FrameError::TooLarge { len, max: max_len });
         }
         if buf.len() < HEADER_LEN + len {
-            buf.reserve(HEADER_LEN + len - buf.len());
             return Ok(None);
         }
         let mut head = buf.split_to(HEADER_LEN);

@@ -21,9 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 
-use super::frame::{
-    FLAG_FIN, Frame, FrameError, GOAWAY_OK, GOAWAY_PROTOCOL_ERROR, MAX_FRAME_LEN, RST_CANCEL, RST_PROTOCOL_ERROR,
-};
+use super::frame::{FLAG_FIN, Frame, FrameError, GOAWAY_OK, GOAWAY_PROTOCOL_ERROR, RST_CANCEL, RST_PROTOCOL_ERROR};
 use super::headers::{HeaderCompressor, HeaderDecompressor, HeaderError};
 
 /// Largest DATA payload the server sends; bigger writes are split so one stream cannot hog the
@@ -37,6 +35,9 @@ const INCOMING_QUEUE: usize = 16;
 const WRITE_QUEUE: usize = 64;
 /// How long [`Connection::close`] waits for the client to hang up.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// The longest frame a client may send: client-go writes at most 32 KiB at a time, and a
+/// hostile one must not make the connection buffer 16 MiB frames.
+const MAX_INBOUND_FRAME: usize = 1 << 20;
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Starts serving a connection whose HTTP upgrade is done. Must run inside a tokio runtime.
@@ -434,7 +435,7 @@ impl<IO: AsyncRead> Reader<IO> {
 
     async fn next_frame(&mut self) -> Result<Option<Frame>, ReadError> {
         loop {
-            if let Some(frame) = Frame::decode(&mut self.buf, MAX_FRAME_LEN)? {
+            if let Some(frame) = Frame::decode(&mut self.buf, MAX_INBOUND_FRAME)? {
                 return Ok(Some(frame));
             }
             self.buf.reserve(READ_CHUNK);
@@ -541,7 +542,7 @@ mod tests {
         async fn read(&mut self) -> Option<Frame> {
             tokio::time::timeout(WAIT, async {
                 loop {
-                    if let Some(frame) = Frame::decode(&mut self.buf, MAX_FRAME_LEN).unwrap() {
+                    if let Some(frame) = Frame::decode(&mut self.buf, super::super::frame::MAX_FRAME_LEN).unwrap() {
                         return Some(frame);
                     }
                     if self.io.read_buf(&mut self.buf).await.unwrap() == 0 {

@@ -413,6 +413,29 @@ impl Server {
         }
     }
 
+    /// Drops a framed client that is still here (after its last read).
+    pub(super) fn drop_streaming_client(&mut self, token: u64) {
+        if self.clients.iter().any(|c| c.token == token && c.streaming.is_some()) {
+            self.drop_client(token);
+        }
+    }
+
+    /// An exec's drain time is up: it ends, unless its output was held back for a slow
+    /// client meanwhile: then its output is not done, and it gets another drain period once
+    /// the client has caught up, so that nothing of it is lost.
+    pub(super) fn drain_or_finish_stream_exec(&mut self, key: u64) {
+        let Some(exec) = self.stream_execs.get(&key) else { return };
+        if !exec.drained() && !self.exec_output_wanted(exec) {
+            if let Some(exec) = self.stream_execs.get_mut(&key) {
+                if let Some((_, drain)) = exec.ended.as_mut() {
+                    *drain = Instant::now() + EXEC_DRAIN;
+                }
+            }
+            return;
+        }
+        self.finish_stream_exec(key);
+    }
+
     /// Writes what waits for a framed client; one whose process has ended is let go once all
     /// is written.
     pub(super) fn flush_client(&mut self, token: u64) {
