@@ -74,12 +74,11 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, daemon: Arc<
 
 async fn serve_connection(socket: impl super::Io, daemon: Arc<Daemon>) {
     let service = service_fn(move |request| handle(daemon.clone(), request));
-    // Every URL is good for one request: no keep-alive, and a head that does not come in
-    // time ends the connection.
+    // A head that does not come in time ends the connection, also between requests on a kept
+    // alive one. (Turning keep-alive off would make hyper answer upgrades `Connection: close`.)
     let connection = http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
-        .keep_alive(false)
         .serve_connection(TokioIo::new(socket), service)
         .with_upgrades();
     if let Err(e) = connection.await {
