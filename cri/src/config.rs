@@ -27,6 +27,7 @@ pub struct Config {
     pub image: ImageConfig,
     pub streaming: StreamingConfig,
     pub metrics: MetricsConfig,
+    pub tracing: TracingConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,6 +107,32 @@ impl Default for StreamingConfig {
 pub struct MetricsConfig {
     /// Where `/metrics` is served; empty: not at all.
     pub address: OptionalAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracingConfig {
+    /// An OTLP/gRPC collector, e.g. `http://127.0.0.1:4317`; empty: no traces at all.
+    pub endpoint: String,
+    /// The share of traces started here that are kept, 0.0 to 1.0; a caller's `traceparent`
+    /// decides for its own traces.
+    #[serde(deserialize_with = "sampling_rate")]
+    pub sampling_rate: f64,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        TracingConfig { endpoint: String::new(), sampling_rate: 1.0 }
+    }
+}
+
+fn sampling_rate<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    let rate = f64::deserialize(deserializer)?;
+    if (0.0..=1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(serde::de::Error::custom(format!("{rate} is not between 0.0 and 1.0")))
+    }
 }
 
 /// A socket address where an empty string means "off", as operators write it in TOML.

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use crisp_image::{ImageRecord, ImageStore, Puller, Reference, StoreError};
 use crisp_network::PodCidr;
 use crisp_network::cni::Cni;
+use crisp_pod::events::EventHub;
 use crisp_pod::{PodError, Pods, PodsConfig};
 use crisp_runtime::container::{ContainerError, Containers, ContainersConfig};
 use crisp_runtime::oci::OciRuntime;
@@ -30,10 +31,14 @@ pub struct Daemon {
     pub cni: Arc<Cni>,
     pub pods: Arc<Pods>,
     pub containers: Arc<Containers>,
+    /// Lifecycle events of pods and containers, for GetContainerEvents.
+    pub events: Arc<EventHub>,
     /// What the host's kernel and cgroups offer containers, probed once.
     pub host: HostFeatures,
     /// Tokens and the URL for Exec, Attach and PortForward.
     pub streaming: Streaming,
+    /// The previous CPU read of each container and pod, for the stats' nano-cores.
+    pub cpu_rates: crisp_runtime::stats::CpuRates,
     /// Per pod: CreateContainer holds it shared, pod Stop and Remove exclusively, so that no
     /// container is made in a pod being torn down.
     pod_gates: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
@@ -93,6 +98,7 @@ impl Daemon {
             .await
             .map_err(|e| DaemonError::PauseRootfs(std::io::Error::other(e)))?
             .map_err(DaemonError::PauseRootfs)?;
+        let events = Arc::new(EventHub::default());
         let pods = Pods::open(
             PodsConfig {
                 root: root.join("pods"),
@@ -105,6 +111,7 @@ impl Daemon {
                 pause,
                 runtimes,
                 default_handler: default_handler.to_string(),
+                events: events.clone(),
             },
             cni.clone(),
         )
@@ -113,8 +120,10 @@ impl Daemon {
             root: root.join("containers"),
             state: state.join("containers"),
             cgroup_manager: config.runtime.cgroup_manager,
+            events: events.clone(),
         })
         .await?;
+        events.bind(&pods, &containers);
         let host = HostFeatures::detect().map_err(DaemonError::Host)?;
         let streaming = Streaming::bind(&config.streaming)?;
         Ok(Daemon {
@@ -128,8 +137,10 @@ impl Daemon {
             cni,
             pods,
             containers,
+            events,
             host,
             streaming,
+            cpu_rates: Default::default(),
             pod_gates: Default::default(),
             pause_image,
         })

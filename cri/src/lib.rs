@@ -4,7 +4,9 @@
 pub mod config;
 pub mod daemon;
 pub mod logging;
+pub mod metrics;
 pub mod server;
 mod service;
 mod status;
 pub mod streaming;
+pub mod telemetry;

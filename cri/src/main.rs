@@ -61,15 +61,26 @@ fn print_config(config: &Config) -> ExitCode {
 }
 
 fn run(config: Config) -> ExitCode {
-    crisp_cri::logging::init(&config.server);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
-            tracing::error!("cannot start the async runtime: {e}");
+            eprintln!("crisp: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let traces = match runtime.block_on(async { crisp_cri::telemetry::provider(&config.tracing) }) {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("crisp: configuration: tracing.endpoint {:?}: {e}", config.tracing.endpoint);
+            return ExitCode::from(2);
+        }
+    };
+    crisp_cri::logging::init(&config.server, traces.as_ref());
     let result = runtime.block_on(crisp_cri::server::run(config));
+    // While the runtime still runs: the exporter's gRPC channel lives on it.
+    if let Some(Err(e)) = traces.map(|provider| provider.shutdown()) {
+        tracing::warn!("flushing traces: {e}");
+    }
     // Blocking work still running (an unpack) must not hold the exit: what it leaves is
     // cleaned at the next start.
     runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);

@@ -42,6 +42,8 @@ pub enum ServerError {
     Serve(#[from] tonic::transport::Error),
     #[error("serving the streaming URLs: {0}")]
     Streaming(io::Error),
+    #[error("serving the metrics: {0}")]
+    Metrics(io::Error),
     #[error("installing signal handlers: {0}")]
     Signal(io::Error),
 }
@@ -59,7 +61,8 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     // Containers undone at start, or whose creation was cut short, held their images.
     crate::service::release_stale_holds(&daemon).await;
     if let Some(address) = daemon.config.metrics.address.0 {
-        tracing::warn!(%address, "metrics.address is set, but the metrics endpoint is not served yet");
+        let bound = crate::metrics::serve(address, daemon.clone()).await.map_err(ServerError::Metrics)?;
+        tracing::info!(address = %bound, "metrics served at /metrics");
     }
     if let Some(floor) = daemon.oom_score_adj.floor() {
         tracing::info!(
@@ -78,6 +81,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
 
     let server = tonic::transport::Server::builder()
+        .layer(crate::telemetry::TraceContextLayer)
         .add_service(
             RuntimeServiceServer::new(RuntimeService::new(daemon.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)

@@ -3,6 +3,7 @@
 pub mod cni;
 pub mod config;
 pub mod conflist;
+pub mod interface_stats;
 pub mod netns;
 pub mod pod_cidr;
 

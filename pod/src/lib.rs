@@ -4,6 +4,7 @@
 pub mod cgroup;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod files;
 pub mod key;
 pub mod lifecycle;

@@ -9,15 +9,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crisp_network::cni::{Cni, PodNetworkRequest};
 use crisp_network::netns;
+use crisp_runtime::events::EventKind;
 use crisp_runtime::monitor::{CreateRequest, Monitor};
 use crisp_runtime::oci::{OciRuntime, OciStatus};
 use crisp_runtime::persist::create_private_dir;
 use crisp_runtime::{CgroupManager, Handler, HandlerName, OomScoreAdjPolicy};
 use futures::FutureExt;
 use futures::future::Shared;
+use tracing::Instrument;
 
 use crate::cgroup::cgroups_path;
 use crate::error::PodError;
+use crate::events::EventHub;
 use crate::files::{PodFiles, validate_hostname};
 use crate::key::PodKey;
 use crate::model::{NamespaceMode, PodNetwork, SandboxConfig, SandboxId, SandboxRecord, SandboxState};
@@ -44,6 +47,7 @@ pub struct PodsConfig {
     /// The OCI runtimes by handler name; `default_handler` among them.
     pub runtimes: BTreeMap<String, Arc<OciRuntime>>,
     pub default_handler: String,
+    pub events: Arc<EventHub>,
 }
 
 /// What the pause runs from.
@@ -235,11 +239,15 @@ impl Pods {
                 let pods = self.clone();
                 let key = config.key.clone();
                 let first = config.clone();
-                let task = tokio::spawn(async move {
-                    // Dropped on panic too, so a retry after a crashed creation starts afresh.
-                    let _done = Finished { pods: pods.clone(), key };
-                    pods.create(config, runtime, pause).await.map_err(Arc::new)
-                });
+                // In the caller's span, so that the network and runtime calls trace under its RPC.
+                let task = tokio::spawn(
+                    async move {
+                        // Dropped on panic too, so a retry after a crashed creation starts afresh.
+                        let _done = Finished { pods: pods.clone(), key };
+                        pods.create(config, runtime, pause).await.map_err(Arc::new)
+                    }
+                    .in_current_span(),
+                );
                 let creation: Creation = async move {
                     task.await.unwrap_or_else(|e| Err(Arc::new(PodError::Interrupted("RunPodSandbox", e.to_string()))))
                 }
@@ -281,7 +289,12 @@ impl Pods {
         let store = self.store_handle();
         let (sandbox, _op) = blocking(move || store.insert(record).map_err(PodError::from)).await?;
         match self.setup(&sandbox, &runtime, pause).await {
-            Ok(()) => Ok(id),
+            Ok(()) => {
+                let view = self.view(&sandbox);
+                self.config.events.sandbox(EventKind::Created, &view, now_ns());
+                self.config.events.sandbox(EventKind::Started, &view, now_ns());
+                Ok(id)
+            }
             Err(e) => {
                 tracing::info!(%id, "sandbox creation failed, undoing it: {e}");
                 self.undo(&sandbox).await;
@@ -408,7 +421,9 @@ impl Pods {
             r.state = SandboxState::NotReady;
             r.network = None;
         })
-        .await
+        .await?;
+        self.config.events.sandbox(EventKind::Stopped, &self.view(&sandbox), now_ns());
+        Ok(())
     }
 
     /// Stops the sandbox if needed and deletes everything it had; a missing one is fine.
@@ -422,8 +437,12 @@ impl Pods {
         }
         if sandbox.record().state != SandboxState::NotReady {
             self.teardown(&sandbox.record()).await?;
+            self.config.events.sandbox(EventKind::Stopped, &self.view(&sandbox), now_ns());
         }
-        self.forget(&sandbox.id).await
+        let last = self.view(&sandbox);
+        self.forget(&sandbox.id).await?;
+        self.config.events.sandbox(EventKind::Deleted, &last, now_ns());
+        Ok(())
     }
 
     /// Whether a sandbox found before waiting for its lock is still the one in the store: a
@@ -549,6 +568,11 @@ impl Pods {
 
     fn store_handle(&self) -> Arc<SandboxStore> {
         self.store.clone()
+    }
+
+    /// Where a sandbox's monitor keeps its pid and socket.
+    pub fn monitor_dir(&self, id: &SandboxId) -> PathBuf {
+        self.state_dirs(id).monitor()
     }
 
     fn state_dirs(&self, id: &SandboxId) -> StateDirs {

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod container;
+pub mod events;
 pub mod handler;
 mod id;
 pub mod monitor;
@@ -10,6 +11,7 @@ pub mod oci;
 pub mod oom;
 pub mod persist;
 pub mod spec;
+pub mod stats;
 
 pub use config::{CgroupManager, HandlerConfig, RuntimeConfig};
 pub use handler::{Handler, HandlerError, HandlerName};

@@ -202,6 +202,7 @@ impl OciRuntime {
     }
 
     /// Runs `<runtime> <global args> <op> <args>` and returns its stdout.
+    #[tracing::instrument(name = "runtime", skip_all, fields(handler = %self.handler.name, command = %op, container_id = %id))]
     async fn run(&self, op: OciOp, id: &ContainerId, args: &[&str]) -> Result<Vec<u8>, OciError> {
         tokio::fs::create_dir_all(&self.root)
             .await

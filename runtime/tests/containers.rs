@@ -7,13 +7,15 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crisp_runtime::ContainerId;
 use crisp_runtime::container::{
     ContainerDirs, ContainerError, ContainerKey, ContainerState, Containers, ContainersConfig, NewContainer, Prepare,
     Prepared,
 };
+use crisp_runtime::events::{ContainerEvent, ContainerEvents, EventKind};
 use crisp_runtime::monitor::Monitor;
 use crisp_runtime::oci::OciRuntime;
 use crisp_runtime::{CgroupManager, Handler, HandlerName, spec};
@@ -25,6 +27,23 @@ struct Lab {
     dir: tempfile::TempDir,
     runtime: Arc<OciRuntime>,
     monitor: Monitor,
+    events: Arc<Recorder>,
+}
+
+/// Keeps the events the containers report.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<ContainerEvent>>);
+
+impl ContainerEvents for Recorder {
+    fn container(&self, event: ContainerEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+impl Recorder {
+    fn of(&self, id: &ContainerId) -> Vec<EventKind> {
+        self.0.lock().unwrap().iter().filter(|e| e.id == *id).map(|e| e.kind).collect()
+    }
 }
 
 impl Lab {
@@ -39,7 +58,7 @@ impl Lab {
             fs::create_dir_all(image.join(d)).unwrap();
         }
         let monitor = Monitor::spawn(Path::new(MONITOR), &dir.path().join("monitor")).unwrap();
-        Lab { dir, runtime, monitor }
+        Lab { dir, runtime, monitor, events: Arc::default() }
     }
 
     fn config(&self) -> ContainersConfig {
@@ -47,6 +66,7 @@ impl Lab {
             root: self.dir.path().join("root"),
             state: self.dir.path().join("state"),
             cgroup_manager: CgroupManager::Cgroupfs,
+            events: self.events.clone(),
         }
     }
 
@@ -365,4 +385,54 @@ async fn an_exec_whose_caller_gives_up_is_ended() {
         fs::read_to_string(lab.monitor.dir().join("monitor.log")).unwrap_or_default()
     );
     containers.remove(id.as_str()).await.unwrap();
+}
+
+/// Each change is reported once, in order: an exit by itself (noticed by the scan), a stop, and a
+/// removal; a container that ended while no instance ran is no news to the next one.
+#[tokio::test]
+async fn events_once_per_change_and_none_for_past_exits() {
+    use EventKind::{Created, Deleted, Started, Stopped};
+    let lab = Lab::new();
+    let containers = Containers::open(lab.config()).await.unwrap();
+    let quick = containers
+        .create(lab.new_container("quick", "a"), lab.prepare(&["/bin/busybox", "sh", "-c", "exit 3"]))
+        .await
+        .unwrap();
+    let slow = containers
+        .create(lab.new_container("slow", "a"), lab.prepare(&["/bin/busybox", "sleep", "1000"]))
+        .await
+        .unwrap();
+    containers.start(quick.as_str()).await.unwrap();
+    containers.start(slow.as_str()).await.unwrap();
+    for _ in 0..100 {
+        if lab.events.of(&quick).len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(lab.events.of(&quick), [Created, Started, Stopped]);
+    containers.stop(slow.as_str(), Duration::ZERO).await.unwrap();
+    containers.stop(slow.as_str(), Duration::ZERO).await.unwrap();
+    assert_eq!(lab.events.of(&slow), [Created, Started, Stopped]);
+
+    let ended = containers
+        .create(lab.new_container("ended", "a"), lab.prepare(&["/bin/busybox", "sleep", "1000"]))
+        .await
+        .unwrap();
+    containers.start(ended.as_str()).await.unwrap();
+    drop(containers);
+    let mut kill = Command::new("/usr/sbin/runc");
+    kill.arg("--root").arg(lab.runtime.root()).args(["kill", ended.as_str(), "KILL"]);
+    assert!(kill.status().unwrap().success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let containers = Containers::open(lab.config()).await.unwrap();
+    assert_eq!(containers.status(ended.as_str()).unwrap().state, ContainerState::Exited);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(lab.events.of(&ended), [Created, Started], "an exit from before the start is reported");
+    for id in [&quick, &slow, &ended] {
+        containers.remove(id.as_str()).await.unwrap();
+    }
+    assert_eq!(lab.events.of(&quick), [Created, Started, Stopped, Deleted]);
+    assert_eq!(lab.events.of(&ended), [Created, Started, Deleted]);
 }

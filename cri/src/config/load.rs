@@ -295,6 +295,16 @@ mod tests {
     }
 
     #[test]
+    fn sampling_rate_is_a_share() {
+        let files = Files::new();
+        files.write("crisp.toml", "[tracing]\nendpoint = \"http://127.0.0.1:4317\"\nsampling_rate = 0.25\n");
+        assert_eq!(files.load().unwrap().tracing.sampling_rate, 0.25);
+        files.write("crisp.toml", "[tracing]\nsampling_rate = 1.5\n");
+        let err = files.load().unwrap_err().to_string();
+        assert!(err.contains("key `tracing.sampling_rate`") && err.contains("1.5 is not between 0.0 and 1.0"), "{err}");
+    }
+
+    #[test]
     fn effective_config_round_trips_through_toml() {
         let config = Config::default();
         let text = toml::to_string_pretty(&config).unwrap();

@@ -9,7 +9,8 @@ pub async fn pull_image(daemon: &Daemon, request: PullImageRequest) -> Result<Pu
     let image = request.image.map(|i| i.image).unwrap_or_default();
     let reference = Reference::parse(&image).map_err(ToStatus::to_status)?;
     let credentials = credentials(request.auth, &reference)?;
-    let record = daemon.puller.pull(reference, credentials).await.map_err(ToStatus::to_status)?;
+    let record =
+        crate::metrics::timed_pull(daemon.puller.pull(reference, credentials)).await.map_err(ToStatus::to_status)?;
     Ok(PullImageResponse { image_ref: record.id.to_string() })
 }
 

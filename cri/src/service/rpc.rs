@@ -1,5 +1,6 @@
-//! What every RPC goes through: a span, a log line, and a panic turned into an `Internal`
-//! status so that no panic reaches a client as a dropped connection.
+//! What every RPC goes through: a span (the trace's, under the caller's `traceparent`), a log
+//! line, its count and latency in the metrics, and a panic turned into an `Internal` status so
+//! that no panic reaches a client as a dropped connection.
 
 use std::any::Any;
 use std::future::Future;
@@ -12,12 +13,16 @@ use tracing::Instrument;
 
 pub async fn serve<T>(rpc: &'static str, work: impl Future<Output = Result<T, Status>>) -> Result<Response<T>, Status> {
     let started = Instant::now();
-    let outcome = AssertUnwindSafe(work).catch_unwind().instrument(tracing::debug_span!("rpc", rpc)).await;
+    let span = crate::telemetry::rpc_span(rpc);
+    let outcome = AssertUnwindSafe(work).catch_unwind().instrument(span.clone()).await;
     let result = outcome.unwrap_or_else(|panic| {
         let message = panic_message(&*panic);
         tracing::error!(rpc, "panicked: {message}");
         Err(Status::internal(format!("{rpc}: internal error: {message}")))
     });
+    let code = result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
+    crate::metrics::observe_rpc(rpc, code, started.elapsed());
+    crate::telemetry::record_code(&span, code, is_runtime_failure(code));
     match &result {
         Ok(_) => tracing::debug!(rpc, elapsed = ?started.elapsed(), "ok"),
         // Failures of the runtime itself are the operator's business; refusals of bad

@@ -27,7 +27,9 @@ async fn pause_source(daemon: &Daemon) -> Result<PauseSource, Status> {
     };
     let record = match daemon.images.resolve(&reference.to_string()).map_err(ToStatus::to_status)? {
         Some(record) => record,
-        None => daemon.puller.pull(reference.clone(), Credentials::Anonymous).await.map_err(ToStatus::to_status)?,
+        None => crate::metrics::timed_pull(daemon.puller.pull(reference.clone(), Credentials::Anonymous))
+            .await
+            .map_err(ToStatus::to_status)?,
     };
     // The pods running from its layers keep them, whatever RemoveImage does to its tags.
     let holder = Holder::new(PAUSE_HOLDER).expect("a valid holder name");

@@ -17,15 +17,20 @@ use k8s_cri::v1::{
     UpdateContainerResourcesRequest, UpdateContainerResourcesResponse, UpdateRuntimeConfigRequest,
     UpdateRuntimeConfigResponse, VersionRequest, VersionResponse,
 };
+use k8s_cri::v1::{
+    ContainerStatsRequest, ContainerStatsResponse, ListContainerStatsRequest, ListContainerStatsResponse,
+    ListPodSandboxStatsRequest, ListPodSandboxStatsResponse, PodSandboxStatsRequest, PodSandboxStatsResponse,
+};
 use tonic::{Request, Response, Status};
 
 use super::rpc::serve;
 use super::{
-    attach, container_status, create_container, exec, exec_sync, list_containers, list_pod_sandbox, pod_sandbox_status,
-    port_forward, remove_container, remove_pod_sandbox, reopen_container_log, run_pod_sandbox, runtime_config,
-    start_container, status, stop_container, stop_pod_sandbox, update_container_resources, update_runtime_config,
-    version,
+    attach, container_status, create_container, exec, exec_sync, get_container_events, list_containers,
+    list_pod_sandbox, pod_sandbox_status, port_forward, remove_container, remove_pod_sandbox, reopen_container_log,
+    run_pod_sandbox, runtime_config, start_container, status, stop_container, stop_pod_sandbox,
+    update_container_resources, update_runtime_config, version,
 };
+use super::{container_stats, list_container_stats, list_pod_sandbox_stats, pod_sandbox_stats};
 use crate::daemon::Daemon;
 
 pub struct RuntimeService {
@@ -188,18 +193,51 @@ cri_service! {
             serve("ExecSync", exec_sync::exec_sync(&self.daemon, request.into_inner())).await
         }
 
+        async fn container_stats(
+            &self,
+            request: Request<ContainerStatsRequest>,
+        ) -> Result<Response<ContainerStatsResponse>, Status> {
+            serve("ContainerStats", container_stats::container_stats(&self.daemon, request.into_inner())).await
+        }
+
+        async fn list_container_stats(
+            &self,
+            request: Request<ListContainerStatsRequest>,
+        ) -> Result<Response<ListContainerStatsResponse>, Status> {
+            serve("ListContainerStats", list_container_stats::list_container_stats(&self.daemon, request.into_inner()))
+                .await
+        }
+
+        async fn pod_sandbox_stats(
+            &self,
+            request: Request<PodSandboxStatsRequest>,
+        ) -> Result<Response<PodSandboxStatsResponse>, Status> {
+            serve("PodSandboxStats", pod_sandbox_stats::pod_sandbox_stats(&self.daemon, request.into_inner())).await
+        }
+
+        async fn list_pod_sandbox_stats(
+            &self,
+            request: Request<ListPodSandboxStatsRequest>,
+        ) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
+            serve(
+                "ListPodSandboxStats",
+                list_pod_sandbox_stats::list_pod_sandbox_stats(&self.daemon, request.into_inner()),
+            )
+            .await
+        }
+
         async fn get_container_events(
             &self,
-            _: Request<GetEventsRequest>,
+            request: Request<GetEventsRequest>,
         ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-            serve("GetContainerEvents", async { Err(crate::status::unimplemented("GetContainerEvents")) }).await
+            serve("GetContainerEvents", async {
+                let events = get_container_events::get_container_events(&self.daemon, request.into_inner());
+                Ok(Box::pin(events) as EventStream)
+            })
+            .await
         }
     }
     unimplemented {
-        container_stats(ContainerStatsRequest) -> ContainerStatsResponse = "ContainerStats";
-        list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse = "ListContainerStats";
-        pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse = "PodSandboxStats";
-        list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse = "ListPodSandboxStats";
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse = "CheckpointContainer";
         list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse = "ListMetricDescriptors";
         list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";

@@ -9,12 +9,14 @@ mod manifest;
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
+use tracing::Instrument;
 
 pub use credentials::Credentials;
 pub use endpoint::{Endpoint, endpoints};
@@ -44,6 +46,8 @@ pub struct Puller {
     /// first. Each runs as a task of its own, so a caller that gives up (a deadline) does not
     /// leave a half-done pull holding the store.
     inflight: Mutex<HashMap<(String, u64), PullFuture>>,
+    /// Layer bytes received from registries, for the daemon's metrics.
+    fetched: AtomicU64,
 }
 
 impl Puller {
@@ -51,7 +55,12 @@ impl Puller {
         // oci-client's HTTP stack needs a process-wide TLS provider; ring is the lean one.
         // Installing fails only when one is installed already, which serves as well.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        Arc::new(Puller { store, registries, limits, inflight: Mutex::new(HashMap::new()) })
+        Arc::new(Puller { store, registries, limits, inflight: Mutex::new(HashMap::new()), fetched: AtomicU64::new(0) })
+    }
+
+    /// Layer bytes received from registries since start, verified or not.
+    pub fn bytes_fetched(&self) -> u64 {
+        self.fetched.load(Ordering::Relaxed)
     }
 
     pub async fn pull(
@@ -66,11 +75,16 @@ impl Puller {
                 .entry(key.clone())
                 .or_insert_with(|| {
                     let this = self.clone();
-                    let task = tokio::spawn(async move {
-                        let result = this.pull_from_endpoints(&reference, &credentials).await;
-                        this.inflight.lock().expect("inflight pulls").remove(&key);
-                        result
-                    });
+                    // A child of the first caller's span: the pull it started.
+                    let span = tracing::info_span!("pull", image = %reference);
+                    let task = tokio::spawn(
+                        async move {
+                            let result = this.pull_from_endpoints(&reference, &credentials).await;
+                            this.inflight.lock().expect("inflight pulls").remove(&key);
+                            result
+                        }
+                        .instrument(span),
+                    );
                     async move { task.await.unwrap_or_else(|e| Err(PullError::Store(format!("pull task: {e}")))) }
                         .boxed()
                         .shared()
@@ -225,7 +239,7 @@ impl Puller {
         {
             let _blob_lock = self.store.lock_content(Content::Blob, &layer.digest).await;
             if !self.store.has_blob(&layer.digest) {
-                download(&self.store, client, remote, layer, endpoint, reference).await?;
+                download(&self.store, &self.fetched, client, remote, layer, endpoint, reference).await?;
             }
         }
         let compression = Compression::from_media_type(&layer.media_type);
@@ -233,7 +247,9 @@ impl Puller {
         let (blob, diff_id, chain_id, limits) =
             (store.blob_path(&layer.digest), diff_id.clone(), chain_id.clone(), self.limits);
         let reference_text = reference.to_string();
+        let span = tracing::info_span!("unpack", layer = %layer.digest);
         blocking(move || {
+            let _unpacking = span.enter();
             let invalid = |why: String| PullError::Invalid { reference: reference_text.clone(), reason: why };
             let workdir = store.layer_workdir().map_err(PullError::store)?;
             let unpacked = std::fs::File::open(&blob)
@@ -276,6 +292,7 @@ impl Puller {
 /// Streams a blob into the store, checking its size as it comes and its digest at the end.
 async fn download(
     store: &Arc<ImageStore>,
+    fetched: &AtomicU64,
     client: &oci_client::Client,
     remote: &oci_client::Reference,
     layer: &Descriptor,
@@ -306,6 +323,7 @@ async fn download(
             }
         };
         received += chunk.len() as u64;
+        fetched.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         if received > layer.size {
             failure = Some(PullError::invalid(
                 reference,

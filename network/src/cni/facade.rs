@@ -54,6 +54,7 @@ impl Cni {
     /// all its plugins support. The attachment is on disk before this returns, and from before
     /// the first plugin runs: an ADD cut short (a crash, a dropped call) leaves what DEL needs.
     /// On failure the chain is DELeted (best effort) and no attachment is left.
+    #[tracing::instrument(name = "cni", skip_all, fields(operation = "ADD", container_id = %request.container_id))]
     pub async fn add(&self, request: &PodNetworkRequest) -> Result<Attachment, CniError> {
         let id = &request.container_id;
         check_container_id(id)?;
@@ -104,6 +105,7 @@ impl Cni {
     /// Detaches a pod: DEL along the chain in reverse, with the configuration, arguments and
     /// result the ADD used (whatever the configuration directory holds now). No attachment: Ok.
     /// The attachment is forgotten only once every plugin succeeded.
+    #[tracing::instrument(name = "cni", skip_all, fields(operation = "DEL", container_id = %container_id))]
     pub async fn del(&self, container_id: &str) -> Result<(), CniError> {
         let Some((entry, plugins)) = self.attachment(container_id).await? else { return Ok(()) };
         let netns = entry.netns.clone();

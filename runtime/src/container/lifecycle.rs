@@ -15,12 +15,15 @@ use oci_spec::runtime::Spec;
 
 use super::model::{ContainerKey, ContainerRecord, MountRecord, Stage, UserRecord};
 use super::store::{Container, ContainerStore, StoreError};
+use crate::events::{ContainerEvents, EventKind};
 use crate::monitor::{
     AttachRequest, ContainerStdio, CreateOptions, ExecCancel, ExecRequest, ExecStreamRequest, ExitRecord, Monitor,
     MonitorError, read_exit,
 };
 use crate::oci::{OciError, OciRuntime};
 use crate::{CgroupManager, ContainerId, persist};
+
+mod exits;
 
 /// How long a killed container may take to be reaped before Stop gives up waiting.
 const KILL_WAIT: Duration = Duration::from_secs(10);
@@ -78,6 +81,7 @@ pub struct ContainersConfig {
     /// What a reboot clears: the mounted rootfs, bundle and exit record: `state/<id>/`.
     pub state: PathBuf,
     pub cgroup_manager: CgroupManager,
+    pub events: Arc<dyn ContainerEvents>,
 }
 
 /// What CreateContainer asked for, translated by the daemon.
@@ -175,6 +179,7 @@ pub struct Containers {
     config: ContainersConfig,
     store: Arc<ContainerStore>,
     creating: Mutex<HashMap<ContainerKey, (String, Creation)>>,
+    exits: exits::Exits,
 }
 
 impl Containers {
@@ -186,7 +191,12 @@ impl Containers {
             Ok(ContainerStore::open(&root)?)
         })
         .await?;
-        let containers = Arc::new(Containers { config, store: Arc::new(store), creating: Mutex::new(HashMap::new()) });
+        let containers = Arc::new(Containers {
+            config,
+            store: Arc::new(store),
+            creating: Mutex::new(HashMap::new()),
+            exits: exits::Exits::default(),
+        });
         for dir in orphans {
             if let Err(e) = blocking(move || remove_dir(&dir)).await {
                 tracing::warn!("removing a container dir without a record: {e}");
@@ -212,6 +222,9 @@ impl Containers {
                 }
             }
         }
+        // What ended while the daemon was down is no news; what ends from now on is.
+        containers.ignore_past_exits();
+        tokio::spawn(exits::watch(Arc::downgrade(&containers)));
         Ok(containers)
     }
 
@@ -299,11 +312,14 @@ impl Containers {
         let dirs = ContainerDirs {
             id: id.clone(),
             rootfs: state_dir.join("rootfs"),
-            upper: root_dir.join("upper"),
+            upper: self.upper_dir(&id),
             work: root_dir.join("work"),
         };
         match self.setup(&container, &new.runtime, dirs, prepare, new.stdio).await {
-            Ok(()) => Ok(id),
+            Ok(()) => {
+                self.emit(EventKind::Created, &id, &container.record().key.sandbox_id);
+                Ok(id)
+            }
             Err(e) => {
                 tracing::info!(%id, "container creation failed, undoing it: {e}");
                 if let Err(undo) = self.destroy(&container).await {
@@ -391,7 +407,9 @@ impl Containers {
             r.stage = Stage::Started;
             r.started_at_ns = Some(started_at);
         })
-        .await
+        .await?;
+        self.emit(EventKind::Started, &container.id, &view.record.key.sandbox_id);
+        Ok(())
     }
 
     /// Sends the stop signal, waits up to `timeout`, then kills; a missing or exited container
@@ -409,7 +427,9 @@ impl Containers {
         };
         // The grace period runs without the lock: a later Stop with a shorter one, or a
         // Remove, kills at once instead of waiting for this one to end.
-        self.kill(&record, timeout).await
+        self.kill(&record, timeout).await?;
+        self.notice_exit(&container);
+        Ok(())
     }
 
     /// Kills the container if it runs and deletes everything it had; a missing one is fine.
@@ -421,7 +441,18 @@ impl Containers {
         if !self.is_current(&container) {
             return Ok(());
         }
-        self.destroy(&container).await
+        // Its end is news before its removal, as when it ends by itself.
+        let record = container.record();
+        if record.stage == Stage::Started {
+            if self.view(&container).state != ContainerState::Exited {
+                self.kill(&record, Duration::ZERO).await?;
+            }
+            self.notice_exit(&container);
+        }
+        self.destroy(&container).await?;
+        self.emit(EventKind::Deleted, &container.id, &record.key.sandbox_id);
+        self.exits.forget(&container.id);
+        Ok(())
     }
 
     /// Sets new cgroup limits on a created or running container.
@@ -590,9 +621,20 @@ impl Containers {
         self.store.all().iter().map(|c| self.view(c)).filter(|v| v.record.stage != Stage::Creating).collect()
     }
 
+    /// The container's own writable layer, whose size is the container's disk use.
+    pub fn upper_dir(&self, id: &ContainerId) -> PathBuf {
+        self.store.dir_of(id).join("upper")
+    }
+
     /// Whether a container exists, being created or not.
     pub fn exists(&self, id: &ContainerId) -> bool {
         self.store.get(id).is_some()
+    }
+
+    /// A pod's containers past their creation, as ContainerStatus shows them.
+    pub fn views_of_sandbox(&self, sandbox_id: &str) -> Vec<ContainerView> {
+        let ours = self.store.all().into_iter().filter(|c| c.record().key.sandbox_id == sandbox_id);
+        ours.map(|c| self.view(&c)).filter(|v| v.record.stage != Stage::Creating).collect()
     }
 
     /// The containers of a pod, creating ones too: the pod's Stop and Remove wait for them.

@@ -9,6 +9,7 @@
 //! it says so), reads what they see through ExecSync or their CRI logs, and leaves the removal
 //! of both to the runner.
 
+mod events;
 mod lifecycle;
 mod pods;
 mod security;
@@ -51,6 +52,7 @@ pub fn cases() -> Vec<Case> {
         case!("container/oom-killed", lifecycle::oom_killed),
         case!("container/stop-twice-and-remove-twice-are-ok", lifecycle::stop_twice_and_remove_twice),
         case!("container/stop-and-remove-unknown-are-ok", lifecycle::unknown_ids),
+        case!("container/events-lifecycle", events::lifecycle),
         case!("container/run-as-user", security::run_as_user),
         case!("container/run-as-username", security::run_as_username),
         case!("container/run-as-group", security::run_as_group),

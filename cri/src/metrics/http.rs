@@ -1,0 +1,81 @@
+//! The `/metrics` listener: plain HTTP/1, one scrape per request.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use tokio::net::TcpListener;
+
+use crate::daemon::Daemon;
+
+/// What prometheus-client writes: Prometheus reads it natively.
+const CONTENT_TYPE_OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Binds `address` now, so that a bad address stops the daemon at start, and serves it in a task
+/// of its own. Returns the address bound (port 0 picks one).
+pub async fn serve(address: SocketAddr, daemon: Arc<Daemon>) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(address).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(accept(listener, daemon));
+    Ok(bound)
+}
+
+async fn accept(listener: TcpListener, daemon: Arc<Daemon>) {
+    loop {
+        let socket = match listener.accept().await {
+            Ok((socket, _)) => socket,
+            Err(e) => {
+                // Out of descriptors, mostly: the next accept may well work.
+                tracing::warn!("metrics server: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| handle(daemon.clone(), request));
+            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(socket), service).await {
+                tracing::debug!("metrics server: {e}");
+            }
+        });
+    }
+}
+
+async fn handle(daemon: Arc<Daemon>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.uri().path() != "/metrics" {
+        return Ok(reply(StatusCode::NOT_FOUND, "text/plain", "only /metrics is served here\n".into()));
+    }
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return Ok(reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET\n".into()));
+    }
+    let scraped = tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        encode_registry(&mut text, &super::METRICS.registry)?;
+        encode_registry(&mut text, &super::scrape::snapshot(&daemon))?;
+        encode_eof(&mut text)?;
+        Ok::<_, std::fmt::Error>(text)
+    })
+    .await;
+    Ok(match scraped {
+        Ok(Ok(text)) => reply(StatusCode::OK, CONTENT_TYPE_OPENMETRICS, text),
+        Ok(Err(e)) => reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", format!("encoding: {e}\n")),
+        Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", format!("scrape: {e}\n")),
+    })
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    response
+}
