@@ -46,6 +46,28 @@ impl RemoteCommand {
         };
         started.map_err(|e| e.to_string())
     }
+
+    /// Starts the process and carries its stdio until it ends; `None` when the client went
+    /// away first (the process is then let go: an exec killed, an attach detached).
+    async fn run(
+        &self,
+        daemon: &Daemon,
+        input: mpsc::Receiver<Input>,
+        output: mpsc::Sender<Output>,
+        client_gone: oneshot::Receiver<()>,
+    ) -> Option<Outcome> {
+        let session = match self.start(daemon).await {
+            Ok(session) => session,
+            Err(message) => return Some(Outcome::Failed(message)),
+        };
+        tokio::select! {
+            outcome = bridge(session, input, output) => Some(outcome),
+            _ = client_gone => {
+                tracing::info!(container = %self.container_id, "the client went away mid-stream");
+                None
+            }
+        }
+    }
 }
 
 /// Runs the command over a SPDY connection the client has upgraded to.
@@ -141,21 +163,7 @@ pub async fn over_spdy(daemon: Arc<Daemon>, request: RemoteCommand, version: Ver
         }
     });
 
-    let outcome = match request.start(&daemon).await {
-        Ok(session) => {
-            tokio::select! {
-                outcome = bridge(session, input_rx, output_tx) => outcome,
-                _ = closed => {
-                    tracing::info!(container = %request.container_id, "the client went away mid-stream");
-                    return;
-                }
-            }
-        }
-        Err(message) => {
-            drop(output_tx);
-            Outcome::Failed(message)
-        }
-    };
+    let Some(outcome) = request.run(&daemon, input_rx, output_tx, closed).await else { return };
     let _ = output.await;
     let status = status(version, request.command, &outcome);
     if !status.is_empty() {
@@ -229,21 +237,7 @@ pub async fn over_websocket(
         sender
     });
 
-    let outcome = match request.start(&daemon).await {
-        Ok(session) => {
-            tokio::select! {
-                outcome = bridge(session, input_rx, output_tx) => outcome,
-                _ = closed => {
-                    tracing::info!(container = %request.container_id, "the client went away mid-stream");
-                    return;
-                }
-            }
-        }
-        Err(message) => {
-            drop(output_tx);
-            Outcome::Failed(message)
-        }
-    };
+    let Some(outcome) = request.run(&daemon, input_rx, output_tx, closed).await else { return };
     let Ok(mut sender) = output.await else { return };
     let status = status(version, request.command, &outcome);
     if !status.is_empty() {

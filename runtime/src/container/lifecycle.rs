@@ -473,11 +473,7 @@ impl Containers {
 
     /// Has the monitor reopen a running container's log after the kubelet rotated it.
     pub async fn reopen_log(&self, id: &str) -> Result<(), ContainerError> {
-        let view = self.status(id)?;
-        if view.state != ContainerState::Running {
-            return Err(ContainerError::NotRunning(view.record.id.clone()));
-        }
-        let record = view.record;
+        let record = self.running(id)?;
         blocking(move || {
             let monitor = attach(&record.monitor_dir)?;
             Ok(monitor.reopen_log(&record.id)?)
@@ -494,25 +490,16 @@ impl Containers {
         timeout: Option<Duration>,
         cap_bytes: u64,
     ) -> Result<ExecOutput, ContainerError> {
-        let view = self.status(id)?;
-        if view.state != ContainerState::Running {
-            return Err(ContainerError::NotRunning(view.record.id.clone()));
-        }
-        let record = view.record;
+        let record = self.running(id)?;
         let runtime = self.runtime_of(&record);
-        let dir = self.config.state.join(record.id.as_str()).join(format!("exec-{}", ContainerId::random()));
+        let dir = self.exec_dir(&record);
         let systemd_cgroup = self.config.cgroup_manager == CgroupManager::Systemd;
         // A caller that gives up (the kubelet cancels a hook) ends the command too.
         let cancel = ExecCancel::default();
         let _on_drop = CancelOnDrop(cancel.clone());
         blocking(move || {
             let result = (|| {
-                std::fs::create_dir_all(&dir).map_err(ContainerError::io(format!("creating {}", dir.display())))?;
-                let process_file = dir.join("process.json");
-                let json = serde_json::to_vec(&process)
-                    .map_err(|e| ContainerError::Io { what: "encoding the exec process".into(), source: e.into() })?;
-                std::fs::write(&process_file, json)
-                    .map_err(ContainerError::io(format!("writing {}", process_file.display())))?;
+                let process_file = write_process(&dir, &process)?;
                 let monitor = attach(&record.monitor_dir)?;
                 let result = monitor.exec_cancellable(
                     &ExecRequest {
@@ -552,11 +539,7 @@ impl Containers {
         stdout: bool,
         stderr: bool,
     ) -> Result<StdioSession, ContainerError> {
-        let view = self.status(id)?;
-        if view.state != ContainerState::Running {
-            return Err(ContainerError::NotRunning(view.record.id.clone()));
-        }
-        let record = view.record;
+        let record = self.running(id)?;
         blocking(move || {
             let monitor = attach(&record.monitor_dir)?;
             let request = AttachRequest { id: record.id.clone(), stdin, stdout, stderr };
@@ -574,24 +557,15 @@ impl Containers {
         process: oci_spec::runtime::Process,
         stdin: bool,
     ) -> Result<StdioSession, ContainerError> {
-        let view = self.status(id)?;
-        if view.state != ContainerState::Running {
-            return Err(ContainerError::NotRunning(view.record.id.clone()));
-        }
-        let record = view.record;
+        let record = self.running(id)?;
         let runtime = self.runtime_of(&record);
-        let dir = self.config.state.join(record.id.as_str()).join(format!("exec-{}", ContainerId::random()));
+        let dir = self.exec_dir(&record);
         let systemd_cgroup = self.config.cgroup_manager == CgroupManager::Systemd;
         blocking(move || {
             // Removed with the session, or here if it never begins.
             let scratch = Scratch(dir.clone());
-            std::fs::create_dir_all(&dir).map_err(ContainerError::io(format!("creating {}", dir.display())))?;
-            let process_file = dir.join("process.json");
+            let process_file = write_process(&dir, &process)?;
             let tty = process.terminal().unwrap_or(false);
-            let json = serde_json::to_vec(&process)
-                .map_err(|e| ContainerError::Io { what: "encoding the exec process".into(), source: e.into() })?;
-            std::fs::write(&process_file, json)
-                .map_err(ContainerError::io(format!("writing {}", process_file.display())))?;
             let monitor = attach(&record.monitor_dir)?;
             let stream = monitor.exec_stream(&ExecStreamRequest {
                 id: record.id.clone(),
@@ -605,6 +579,20 @@ impl Containers {
             Ok(StdioSession { stream, tty, scratch: Some(scratch) })
         })
         .await
+    }
+
+    /// A running container's record: what exec, attach and log reopening act on.
+    fn running(&self, id: &str) -> Result<ContainerRecord, ContainerError> {
+        let view = self.status(id)?;
+        if view.state != ContainerState::Running {
+            return Err(ContainerError::NotRunning(view.record.id.clone()));
+        }
+        Ok(view.record)
+    }
+
+    /// A directory of its own for one exec (its process file, ExecSync's output).
+    fn exec_dir(&self, record: &ContainerRecord) -> PathBuf {
+        self.config.state.join(record.id.as_str()).join(format!("exec-{}", ContainerId::random()))
     }
 
     pub fn status(&self, id: &str) -> Result<ContainerView, ContainerError> {
@@ -819,6 +807,16 @@ fn start_time(pid: u32) -> Option<u64> {
 /// so that a pid reused after a reboot does not count.
 fn runs(record: &ContainerRecord) -> bool {
     record.pid.is_some_and(|pid| start_time(pid).is_some_and(|t| record.pid_start_time.is_none_or(|r| r == t)))
+}
+
+/// Writes an exec's OCI process into its directory (made here) for the runtime's `--process`.
+fn write_process(dir: &Path, process: &oci_spec::runtime::Process) -> Result<PathBuf, ContainerError> {
+    std::fs::create_dir_all(dir).map_err(ContainerError::io(format!("creating {}", dir.display())))?;
+    let file = dir.join("process.json");
+    let json = serde_json::to_vec(process)
+        .map_err(|e| ContainerError::Io { what: "encoding the exec process".into(), source: e.into() })?;
+    std::fs::write(&file, json).map_err(ContainerError::io(format!("writing {}", file.display())))?;
+    Ok(file)
 }
 
 /// The pod's monitor, which is gone once the pod stopped.
