@@ -21,6 +21,10 @@ use k8s_cri::v1::{
     ContainerStatsRequest, ContainerStatsResponse, ListContainerStatsRequest, ListContainerStatsResponse,
     ListPodSandboxStatsRequest, ListPodSandboxStatsResponse, PodSandboxStatsRequest, PodSandboxStatsResponse,
 };
+use k8s_cri::v1::{
+    ListMetricDescriptorsRequest, ListMetricDescriptorsResponse, ListPodSandboxMetricsRequest,
+    ListPodSandboxMetricsResponse,
+};
 use tonic::{Request, Response, Status};
 
 use super::rpc::serve;
@@ -31,6 +35,7 @@ use super::{
     update_container_resources, update_runtime_config, version,
 };
 use super::{container_stats, list_container_stats, list_pod_sandbox_stats, pod_sandbox_stats};
+use super::{list_metric_descriptors, list_pod_sandbox_metrics};
 use crate::daemon::Daemon;
 
 pub struct RuntimeService {
@@ -226,6 +231,27 @@ cri_service! {
             .await
         }
 
+        async fn list_metric_descriptors(
+            &self,
+            request: Request<ListMetricDescriptorsRequest>,
+        ) -> Result<Response<ListMetricDescriptorsResponse>, Status> {
+            serve("ListMetricDescriptors", async {
+                Ok(list_metric_descriptors::list_metric_descriptors(request.into_inner()))
+            })
+            .await
+        }
+
+        async fn list_pod_sandbox_metrics(
+            &self,
+            request: Request<ListPodSandboxMetricsRequest>,
+        ) -> Result<Response<ListPodSandboxMetricsResponse>, Status> {
+            serve(
+                "ListPodSandboxMetrics",
+                list_pod_sandbox_metrics::list_pod_sandbox_metrics(&self.daemon, request.into_inner()),
+            )
+            .await
+        }
+
         async fn get_container_events(
             &self,
             request: Request<GetEventsRequest>,
@@ -239,7 +265,5 @@ cri_service! {
     }
     unimplemented {
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse = "CheckpointContainer";
-        list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse = "ListMetricDescriptors";
-        list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";
     }
 }

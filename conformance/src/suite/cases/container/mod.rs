@@ -2,8 +2,9 @@
 //! (container.go, container_linux.go), Security Context (security_context_linux.go), Multiple
 //! Containers (multi_container_linux.go), the networking cases that need a container
 //! (networking.go), the container idempotence cases (idempotence.go) and Streaming (streaming.go:
-//! Exec, Attach and PortForward over SPDY and WebSocket). Stats are left out. critest's own
-//! images (nginx, httpd, nonewprivs) are replaced by the lab's busybox images: each case says how.
+//! Exec, Attach and PortForward over SPDY and WebSocket), container stats (container.go) and the
+//! metrics RPCs (pod.go). critest's own images (nginx, httpd, nonewprivs) are replaced by the
+//! lab's busybox images: each case says how.
 //!
 //! Every case runs its containers in pods of its own on the pod network (or the host's where
 //! it says so), reads what they see through ExecSync or their CRI logs, and leaves the removal
@@ -11,8 +12,10 @@
 
 mod events;
 mod lifecycle;
+mod metrics;
 mod pods;
 mod security;
+mod stats;
 mod streaming;
 
 use std::collections::HashMap;
@@ -53,6 +56,12 @@ pub fn cases() -> Vec<Case> {
         case!("container/stop-twice-and-remove-twice-are-ok", lifecycle::stop_twice_and_remove_twice),
         case!("container/stop-and-remove-unknown-are-ok", lifecycle::unknown_ids),
         case!("container/events-lifecycle", events::lifecycle),
+        case!("container/stats", stats::of_one),
+        case!("container/stats-list-by-id", stats::list_by_id),
+        case!("container/stats-list-unfiltered", stats::list_unfiltered),
+        case!("container/stats-list-by-label", stats::list_by_label),
+        case!("container/metric-descriptors", metrics::descriptors_described),
+        case!("container/pod-sandbox-metrics", metrics::pod_sandbox_metrics),
         case!("container/run-as-user", security::run_as_user),
         case!("container/run-as-username", security::run_as_username),
         case!("container/run-as-group", security::run_as_group),
