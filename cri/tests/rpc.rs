@@ -8,8 +8,8 @@ use std::time::Duration;
 use common::{BRIDGE_CONFLIST, Lab, assert_contains};
 use crisp_conformance::suite::{self, Selection, Verdict};
 use k8s_cri::v1::{
-    CgroupDriver, ContainerStatsRequest, GetEventsRequest, ListContainerStatsRequest, NetworkConfig, RuntimeConfig,
-    RuntimeConfigRequest, StatusRequest, UpdateRuntimeConfigRequest, VersionRequest,
+    CgroupDriver, CheckpointContainerRequest, NetworkConfig, RuntimeConfig, RuntimeConfigRequest, StatusRequest,
+    UpdateRuntimeConfigRequest, VersionRequest,
 };
 use tonic::Code;
 
@@ -263,17 +263,10 @@ async fn rpcs_not_yet_landed_say_which() {
     let daemon = lab.start();
     let mut client = daemon.client().await;
 
-    let err = client.runtime.container_stats(ContainerStatsRequest::default()).await.unwrap_err();
+    let request = CheckpointContainerRequest { container_id: "c".into(), location: "/tmp/c.tar".into(), timeout: 0 };
+    let err = client.runtime.checkpoint_container(request).await.unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    assert_eq!(err.message(), "ContainerStats is not implemented by crisp yet");
-
-    let err = client.runtime.list_container_stats(ListContainerStatsRequest::default()).await.unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented);
-    assert_eq!(err.message(), "ListContainerStats is not implemented by crisp yet");
-
-    let err = client.runtime.get_container_events(GetEventsRequest {}).await.unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented);
-    assert_contains(err.message(), "GetContainerEvents");
+    assert_eq!(err.message(), "CheckpointContainer is not implemented by crisp yet");
 
     // The connection and the daemon are still fine.
     tokio::time::timeout(Duration::from_secs(5), client.runtime.version(VersionRequest::default()))
