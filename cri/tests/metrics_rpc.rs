@@ -4,8 +4,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::net::{IpAddr, TcpStream};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use common::containers::{Setup, setup};
@@ -99,17 +98,7 @@ async fn the_pods_received_bytes_are_counted() {
     let before = received(&pod_metrics(&mut s).await);
 
     const N: u64 = 4 << 20;
-    let mut stream = None;
-    for _ in 0..100 {
-        if let Ok(found) = TcpStream::connect_timeout(&(ip, 8080).into(), Duration::from_secs(1)) {
-            stream = Some(found);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut stream = stream.unwrap_or_else(|| panic!("nc in the pod does not answer at {ip}:8080"));
-    stream.write_all(&vec![b'x'; N as usize]).unwrap();
-    drop(stream);
+    common::send_to_pod(ip, 8080, N).await;
 
     let mut rx = 0;
     for _ in 0..50 {

@@ -3,8 +3,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::net::{IpAddr, TcpStream};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use common::containers::{Setup, setup};
@@ -124,17 +123,7 @@ async fn a_pod_that_receives_n_bytes_counts_them() {
     assert!(before.interfaces.iter().all(|i| i.name != "lo"));
 
     const N: u64 = 4 * MIB;
-    let mut stream = None;
-    for _ in 0..100 {
-        if let Ok(found) = TcpStream::connect_timeout(&(ip, 8080).into(), Duration::from_secs(1)) {
-            stream = Some(found);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut stream = stream.unwrap_or_else(|| panic!("nc in the pod does not answer at {ip}:8080"));
-    stream.write_all(&vec![b'x'; N as usize]).unwrap();
-    drop(stream);
+    common::send_to_pod(ip, 8080, N).await;
 
     let mut rx = 0;
     for _ in 0..50 {

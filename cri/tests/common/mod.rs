@@ -212,3 +212,16 @@ pub fn is_socket(path: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
     fs::symlink_metadata(path).map(|m| m.file_type().is_socket()).unwrap_or(false)
 }
+
+/// Sends `n` bytes to a listener in a pod (at `ip:port`), waiting for it to listen first.
+pub async fn send_to_pod(ip: std::net::IpAddr, port: u16, n: u64) {
+    use std::io::Write;
+    for _ in 0..100 {
+        if let Ok(mut stream) = std::net::TcpStream::connect_timeout(&(ip, port).into(), Duration::from_secs(1)) {
+            stream.write_all(&vec![b'x'; n as usize]).unwrap();
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing in the pod answers at {ip}:{port}");
+}
