@@ -5,7 +5,7 @@
 //! CRI-O send them: the kubelet drops a pod from its cache on the DELETED event of its sandbox.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use crisp_runtime::ContainerId;
 use crisp_runtime::container::{ContainerView, Containers};
@@ -68,7 +68,7 @@ impl EventHub {
         let overflowed = Arc::new(AtomicBool::new(false));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let subscriber = Subscriber { id, queue, overflowed: overflowed.clone() };
-        self.subscribers.lock().expect("event subscribers lock").push(subscriber);
+        self.subscribers.lock().unwrap_or_else(PoisonError::into_inner).push(subscriber);
         tracing::debug!(subscriber = id, "a new event subscriber");
         Subscription { id, events, overflowed }
     }
@@ -92,7 +92,7 @@ impl EventHub {
     /// Reads the pod's state and queues the event while holding the subscribers, so that every
     /// subscriber sees events in one order, each with a state no older than the one before.
     fn publish(&self, event: impl FnOnce() -> PodEvent) {
-        let mut subscribers = self.subscribers.lock().expect("event subscribers lock");
+        let mut subscribers = self.subscribers.lock().unwrap_or_else(PoisonError::into_inner);
         if subscribers.is_empty() {
             return;
         }

@@ -30,8 +30,15 @@ pub async fn serve(address: SocketAddr, daemon: Arc<Daemon>) -> std::io::Result<
     Ok(bound)
 }
 
+/// Scrapers served at once: a flood of connections must not take the daemon's descriptors.
+const MAX_CONNECTIONS: usize = 32;
+/// A request head that does not come within this ends its connection.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn accept(listener: TcpListener, daemon: Arc<Daemon>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let socket = match listener.accept().await {
             Ok((socket, _)) => socket,
             Err(e) => {
@@ -43,8 +50,13 @@ async fn accept(listener: TcpListener, daemon: Arc<Daemon>) {
         };
         let daemon = daemon.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |request| handle(daemon.clone(), request));
-            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(socket), service).await {
+            let connection = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(socket), service);
+            if let Err(e) = connection.await {
                 tracing::debug!("metrics server: {e}");
             }
         });
@@ -58,6 +70,9 @@ async fn handle(daemon: Arc<Daemon>, request: Request<Incoming>) -> Result<Respo
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         return Ok(reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET\n".into()));
     }
+    // One scrape at a time: a burst of them must not fill the blocking pool the RPCs use.
+    static SCRAPING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _scraping = SCRAPING.lock().await;
     let scraped = tokio::task::spawn_blocking(move || {
         let mut text = String::new();
         encode_registry(&mut text, &super::METRICS.registry)?;

@@ -2,7 +2,7 @@ use crisp_runtime::container::ContainerView;
 use k8s_cri::v1::{ContainerStatsFilter, ListContainerStatsRequest, ListContainerStatsResponse};
 use tonic::Status;
 
-use super::stats_convert::{container_stats, forget_removed, sample_container};
+use super::stats_convert::{container_stats, forget_removed, sample_or_skip};
 use crate::daemon::Daemon;
 
 /// Running containers only: the others have no stats, and that is no error.
@@ -13,7 +13,7 @@ pub async fn list_container_stats(
     let filter = request.filter.unwrap_or_default();
     let mut stats = Vec::new();
     for view in daemon.containers.list().into_iter().filter(|v| selects(&filter, v)) {
-        if let Some(sample) = sample_container(daemon, view).await? {
+        if let Some(sample) = sample_or_skip(daemon, view).await {
             stats.push(container_stats(&sample));
         }
     }

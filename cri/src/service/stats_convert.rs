@@ -82,14 +82,28 @@ pub async fn sample_container(daemon: &Daemon, view: ContainerView) -> Result<Op
             Err(e) if e.is_gone() => return Ok(None),
             Err(e) => return Err(internal(e)),
         };
-        let (bytes, inodes) =
-            crisp_image::store::usage(&upper).map_err(|e| internal(format!("{}: {e}", upper.display())))?;
+        let (bytes, inodes) = match crisp_image::store::usage(&upper) {
+            Ok(usage) => usage,
+            // Removed since it was listed.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(internal(format!("{}: {e}", upper.display()))),
+        };
         Ok(Some((cgroup, Layer { bytes, inodes })))
     });
     let Some((cgroup, layer)) = read.await.map_err(internal)?? else { return Ok(None) };
     let at_ns = now_ns();
     let nano_cores = daemon.cpu_rates.rate(view.record.id.as_str(), at_ns, cgroup.cpu.total_ns);
     Ok(Some(ContainerSample { view, at_ns, cgroup, nano_cores, layer, layer_dir }))
+}
+
+/// A container's sample for a list: one container's failure is logged and leaves it out,
+/// rather than failing the kubelet's view of every container on the node.
+pub async fn sample_or_skip(daemon: &Daemon, view: ContainerView) -> Option<ContainerSample> {
+    let id = view.record.id.clone();
+    sample_container(daemon, view).await.unwrap_or_else(|e| {
+        tracing::warn!(container = %id, "stats: {}", e.message());
+        None
+    })
 }
 
 /// Reads a ready pod; none when it is not.
@@ -104,7 +118,7 @@ pub async fn sample_pod(daemon: &Daemon, view: SandboxView) -> Result<Option<Pod
     let mut containers = Vec::new();
     let ours = daemon.containers.list().into_iter().filter(|c| c.record.key.sandbox_id == view.record.id.as_str());
     for container in ours {
-        containers.extend(sample_container(daemon, container).await?);
+        containers.extend(sample_or_skip(daemon, container).await);
     }
     let pause_dir = cgroup_dir(&view.record.cgroups_path).map_err(internal)?;
     let pid = view.record.pause_pid.filter(|_| !view.record.host_network());

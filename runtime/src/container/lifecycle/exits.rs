@@ -9,7 +9,7 @@
 //! records (a monitor killed with its container), which inotify never would.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, Weak};
+use std::sync::{Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use super::{ContainerState, Containers, Stage, now_ns};
@@ -28,7 +28,7 @@ pub(super) struct Exits {
 
 impl Exits {
     pub(super) fn forget(&self, id: &ContainerId) {
-        self.reported.lock().expect("reported exits lock").remove(id);
+        self.reported.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
     }
 }
 
@@ -46,8 +46,10 @@ impl Containers {
     /// is held while reporting, so that a Remove noticing the same exit cannot get its
     /// DELETED out before this STOPPED.
     pub(super) fn notice_exit(&self, container: &Container) {
-        let mut reported = self.exits.reported.lock().expect("reported exits lock");
-        if reported.contains(&container.id) {
+        let mut reported = self.exits.reported.lock().unwrap_or_else(PoisonError::into_inner);
+        // A scan that listed it before a Remove: its DELETED is out, and no STOPPED may follow.
+        let current = self.store.get(&container.id).is_some_and(|c| std::ptr::eq(&*c, container));
+        if !current || reported.contains(&container.id) {
             return;
         }
         if container.record().stage != Stage::Started {
@@ -62,7 +64,7 @@ impl Containers {
 
     /// Exits that happened while the daemon was down are no news: they count as reported.
     pub(super) fn ignore_past_exits(&self) {
-        let mut reported = self.exits.reported.lock().expect("reported exits lock");
+        let mut reported = self.exits.reported.lock().unwrap_or_else(PoisonError::into_inner);
         for container in self.store.all() {
             if self.view(&container).state == ContainerState::Exited {
                 reported.insert(container.id.clone());
