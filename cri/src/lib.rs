@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod daemon;
+mod http_listener;
 pub mod logging;
 pub mod metrics;
 pub mod server;

@@ -3,14 +3,12 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
@@ -30,37 +28,21 @@ pub async fn serve(address: SocketAddr, daemon: Arc<Daemon>) -> std::io::Result<
     Ok(bound)
 }
 
-/// Scrapers served at once: a flood of connections must not take the daemon's descriptors.
+/// Scrapers served at once.
 const MAX_CONNECTIONS: usize = 32;
-/// A request head that does not come within this ends its connection.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn accept(listener: TcpListener, daemon: Arc<Daemon>) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let socket = match listener.accept().await {
-            Ok((socket, _)) => socket,
-            Err(e) => {
-                // Out of descriptors, mostly: the next accept may well work.
-                tracing::warn!("metrics server: accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    crate::http_listener::accept_bounded(listener, MAX_CONNECTIONS, "metrics server", move |socket| {
         let daemon = daemon.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
+        async move {
             let service = service_fn(move |request| handle(daemon.clone(), request));
-            let connection = http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(socket), service);
+            let connection = crate::http_listener::http1().serve_connection(TokioIo::new(socket), service);
             if let Err(e) = connection.await {
                 tracing::debug!("metrics server: {e}");
             }
-        });
-    }
+        }
+    })
+    .await;
 }
 
 async fn handle(daemon: Arc<Daemon>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {

@@ -10,7 +10,6 @@ use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -33,33 +32,19 @@ const WEBSOCKET_PORT_FORWARD: [Protocol; 4] = [Protocol::SpdyTunnel, Protocol::V
 
 type Reply = Response<Full<Bytes>>;
 
-/// How long a client has for its TLS handshake, and for its request's head.
+/// How long a client has for its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once, idle or streaming: past it, new ones wait in the backlog, so
-/// that clients cannot take all of the daemon's descriptors.
+/// Connections served at once, idle or streaming.
 const MAX_CONNECTIONS: usize = 1024;
 
 pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, daemon: Arc<Daemon>) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let socket = match listener.accept().await {
-            Ok((socket, _)) => socket,
-            Err(e) => {
-                // Out of descriptors, mostly: the next accept may well work.
-                tracing::warn!("streaming server: accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    crate::http_listener::accept_bounded(listener, MAX_CONNECTIONS, "streaming server", move |socket| {
         // A client that vanishes mid-stream (no FIN, no RST) is found out by the kernel.
         if let Err(e) = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::KeepAlive, &true) {
             tracing::debug!("streaming server: SO_KEEPALIVE: {e}");
         }
         let (daemon, tls) = (daemon.clone(), tls.clone());
-        tokio::spawn(async move {
-            let _slot = slot;
+        async move {
             match tls {
                 None => serve_connection(socket, daemon).await,
                 Some(tls) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(socket)).await {
@@ -68,19 +53,15 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, daemon: Arc<
                     Err(_) => tracing::info!("streaming server: no TLS handshake within {TLS_HANDSHAKE_TIMEOUT:?}"),
                 },
             }
-        });
-    }
+        }
+    })
+    .await;
 }
 
 async fn serve_connection(socket: impl super::Io, daemon: Arc<Daemon>) {
     let service = service_fn(move |request| handle(daemon.clone(), request));
-    // A head that does not come in time ends the connection, also between requests on a kept
-    // alive one. (Turning keep-alive off would make hyper answer upgrades `Connection: close`.)
-    let connection = http1::Builder::new()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .serve_connection(TokioIo::new(socket), service)
-        .with_upgrades();
+    // Keep-alive stays on: without it hyper answers upgrades `Connection: close`.
+    let connection = crate::http_listener::http1().serve_connection(TokioIo::new(socket), service).with_upgrades();
     if let Err(e) = connection.await {
         tracing::debug!("streaming server: {e}");
     }
