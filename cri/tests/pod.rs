@@ -12,10 +12,10 @@ use common::net::{mounts_under, pod_cgroups, processes_mentioning};
 use common::{Lab, assert_contains};
 use crisp_conformance::client::CriClient;
 use k8s_cri::v1::{
-    DnsConfig, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest, NamespaceMode,
+    DnsConfig, IdMapping, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest, NamespaceMode,
     NamespaceOption, PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata, PodSandboxState, PodSandboxStateValue,
     PodSandboxStatus, PodSandboxStatusRequest, PortMapping, RemovePodSandboxRequest, RunPodSandboxRequest,
-    StopPodSandboxRequest,
+    StopPodSandboxRequest, UserNamespace,
 };
 use tonic::Code;
 
@@ -246,6 +246,58 @@ async fn host_namespaces_are_the_hosts() {
         remove(&mut client, id).await;
     }
     assert_nothing_left(&lab, &[id, id2]);
+}
+
+/// crisp has no user namespaces of its own: a pod in the host's (NODE, or none asked for) runs
+/// there, and one that asks for its own is refused, never run with the host's IDs.
+#[tokio::test]
+async fn user_namespaces_only_the_hosts() {
+    let lab = Lab::new();
+    lab.write_config("");
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+    let with_userns = |name: &str, mode: NamespaceMode, ids: Vec<IdMapping>| {
+        let mut config = with_namespaces(pod_config(name), NamespaceMode::Node, NamespaceMode::Pod, NamespaceMode::Pod);
+        let options = config.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options.as_mut();
+        options.unwrap().userns_options = Some(UserNamespace { mode: mode as i32, uids: ids.clone(), gids: ids });
+        config
+    };
+    let mapping = |container_id, host_id| IdMapping { container_id, host_id, length: 100000 };
+
+    let id = run(&mut client, with_userns("userns-node", NamespaceMode::Node, vec![])).await.unwrap();
+    let (_, info) = pod_status(&mut client, &id).await;
+    assert_eq!(namespace_of(&pause_pid(&info).to_string(), "user"), namespace_of("self", "user"));
+
+    let refused = [
+        ("pod", with_userns("userns-pod", NamespaceMode::Pod, vec![mapping(0, 1000)]), Code::Unimplemented),
+        (
+            "two mappings",
+            with_userns("userns-two", NamespaceMode::Pod, vec![mapping(0, 1000), mapping(0, 2000)]),
+            Code::InvalidArgument,
+        ),
+        (
+            "0 unmapped",
+            with_userns("userns-unmapped", NamespaceMode::Pod, vec![mapping(1, 1000)]),
+            Code::InvalidArgument,
+        ),
+        ("container", with_userns("userns-container", NamespaceMode::Container, vec![]), Code::InvalidArgument),
+        ("target", with_userns("userns-target", NamespaceMode::Target, vec![]), Code::InvalidArgument),
+        (
+            "node mapped",
+            with_userns("userns-node-mapped", NamespaceMode::Node, vec![mapping(0, 1000)]),
+            Code::InvalidArgument,
+        ),
+    ];
+    for (what, config, code) in refused {
+        let err = run(&mut client, config).await.unwrap_err();
+        assert_eq!(err.code(), code, "{what}: {err:?}");
+        assert_contains(err.message(), "user namespace");
+    }
+    let pods = client.runtime.list_pod_sandbox(ListPodSandboxRequest::default()).await.unwrap().into_inner().items;
+    assert_eq!(pods.len(), 1, "refused pods leave no sandbox");
+
+    remove(&mut client, &id).await;
+    assert_nothing_left(&lab, &[id]);
 }
 
 #[tokio::test]

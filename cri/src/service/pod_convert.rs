@@ -29,6 +29,7 @@ pub fn sandbox_config(config: cri::PodSandboxConfig, runtime_handler: String) ->
         pid: namespace_mode("PID", options.pid)?,
         ipc: namespace_mode("IPC", options.ipc)?,
     };
+    host_user_namespace(options.userns_options.as_ref(), &runtime_handler)?;
     let port_mappings = config.port_mappings.iter().map(port_mapping).collect::<Result<_, _>>()?;
     let bandwidth = Bandwidth {
         ingress: bandwidth(&config.annotations, INGRESS_BANDWIDTH)?,
@@ -69,6 +70,56 @@ fn namespace_mode(which: &str, mode: i32) -> Result<NamespaceMode, Status> {
         }
         Err(_) => Err(Status::invalid_argument(format!("unknown {which} namespace mode {mode}"))),
     }
+}
+
+/// crisp runs every pod in the host's user namespace: NODE mode, or no user namespace options
+/// (what kubelets before user namespaces send, and what they still send for host-user pods). A
+/// pod that asks for one of its own is refused rather than silently run with host IDs. Malformed
+/// requests are InvalidArgument whatever the runtime supports; a well-formed POD request is
+/// Unimplemented, as gRPC defines it ("not supported or enabled"), and the handlers' features say
+/// `user_namespaces: false`, so a kubelet with the feature gate should not send one.
+fn host_user_namespace(userns: Option<&cri::UserNamespace>, runtime_handler: &str) -> Result<(), Status> {
+    let Some(userns) = userns else { return Ok(()) };
+    let mapped = !userns.uids.is_empty() || !userns.gids.is_empty();
+    match cri::NamespaceMode::try_from(userns.mode) {
+        Ok(cri::NamespaceMode::Node) if mapped => {
+            Err(Status::invalid_argument("user namespace mode NODE uses the host's IDs: it takes no ID mappings"))
+        }
+        Ok(cri::NamespaceMode::Node) => Ok(()),
+        Ok(cri::NamespaceMode::Pod) => {
+            pod_id_mapping("UID", &userns.uids)?;
+            pod_id_mapping("GID", &userns.gids)?;
+            let handler = if runtime_handler.is_empty() { "the default runtime handler" } else { runtime_handler };
+            Err(Status::unimplemented(format!(
+                "user namespace mode POD: {handler} does not support user namespaces (it reports the feature \
+                 user_namespaces false); run the pod in the host's user namespace (mode NODE)"
+            )))
+        }
+        Ok(mode @ (cri::NamespaceMode::Container | cri::NamespaceMode::Target)) => Err(Status::invalid_argument(
+            format!("user namespace mode {} is not for pods: only POD and NODE are", mode.as_str_name()),
+        )),
+        Err(_) => Err(Status::invalid_argument(format!("unknown user namespace mode {}", userns.mode))),
+    }
+}
+
+/// The one mapping a POD user namespace takes (the kubelet sends one range per pod): it maps
+/// the container's ID 0, so that root in the pod is someone, and it fits in 32-bit IDs.
+fn pod_id_mapping(which: &str, mappings: &[cri::IdMapping]) -> Result<(), Status> {
+    let [mapping] = mappings else {
+        return Err(Status::invalid_argument(format!(
+            "user namespace mode POD takes exactly one {which} mapping, not {}",
+            mappings.len()
+        )));
+    };
+    let fits = |start: u32| u64::from(start) + u64::from(mapping.length) <= 1 << 32;
+    if mapping.container_id != 0 || mapping.length == 0 || !fits(mapping.host_id) {
+        return Err(Status::invalid_argument(format!(
+            "user namespace {which} mapping {} {} {} (container, host, length) must map container ID 0 to a \
+             non-empty range of host IDs",
+            mapping.container_id, mapping.host_id, mapping.length
+        )));
+    }
+    Ok(())
 }
 
 fn port_mapping(p: &cri::PortMapping) -> Result<PortMapping, Status> {
@@ -247,6 +298,35 @@ mod tests {
         }
         assert_eq!(namespace_mode("PID", 3).unwrap_err().code(), tonic::Code::InvalidArgument);
         assert_eq!(namespace_mode("PID", 9).unwrap_err().code(), tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn user_namespaces_only_the_hosts() {
+        let mapping = |container_id, host_id, length| cri::IdMapping { container_id, host_id, length };
+        let userns = |mode: cri::NamespaceMode, ids: Vec<cri::IdMapping>| cri::UserNamespace {
+            mode: mode.into(),
+            uids: ids.clone(),
+            gids: ids,
+        };
+        let code = |u: &cri::UserNamespace| host_user_namespace(Some(u), "runc").map_err(|s| s.code());
+        assert!(host_user_namespace(None, "").is_ok());
+        assert_eq!(code(&userns(cri::NamespaceMode::Node, vec![])), Ok(()));
+        let good = vec![mapping(0, 1000, 100000)];
+        assert_eq!(code(&userns(cri::NamespaceMode::Pod, good.clone())), Err(tonic::Code::Unimplemented));
+        let refused = [
+            userns(cri::NamespaceMode::Node, good.clone()),
+            userns(cri::NamespaceMode::Container, vec![]),
+            userns(cri::NamespaceMode::Target, vec![]),
+            userns(cri::NamespaceMode::Pod, vec![]),
+            userns(cri::NamespaceMode::Pod, vec![mapping(0, 1000, 100000), mapping(0, 2000, 100000)]),
+            userns(cri::NamespaceMode::Pod, vec![mapping(1, 1000, 100000)]),
+            userns(cri::NamespaceMode::Pod, vec![mapping(0, 1000, 0)]),
+            userns(cri::NamespaceMode::Pod, vec![mapping(0, u32::MAX, 2)]),
+            cri::UserNamespace { mode: 9, ..Default::default() },
+        ];
+        for bad in refused {
+            assert_eq!(code(&bad), Err(tonic::Code::InvalidArgument), "{bad:?}");
+        }
     }
 
     #[test]
