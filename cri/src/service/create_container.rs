@@ -303,23 +303,33 @@ fn seccomp(security: &cri::LinuxContainerSecurityContext) -> Result<SeccompProfi
     }
 }
 
-/// The CRI's apparmor field, else its older profile name (older kubelets send only that).
+/// The CRI's apparmor field, else its older profile name (older kubelets send only that). The
+/// kubelet's `localhost_ref` is the bare profile name, but critest sends it with the older
+/// field's `localhost/` prefix, which containerd and CRI-O drop too.
 #[allow(deprecated)]
 fn apparmor(security: &cri::LinuxContainerSecurityContext) -> AppArmorProfile {
     use cri::security_profile::ProfileType;
     match &security.apparmor {
         Some(p) => match ProfileType::try_from(p.profile_type) {
-            Ok(ProfileType::Localhost) => AppArmorProfile::Localhost(p.localhost_ref.clone()),
+            Ok(ProfileType::Localhost) => {
+                let name = p.localhost_ref.strip_prefix(LOCALHOST_PREFIX).unwrap_or(&p.localhost_ref);
+                AppArmorProfile::Localhost(name.to_owned())
+            }
             Ok(ProfileType::Unconfined) => AppArmorProfile::Unconfined,
             _ => AppArmorProfile::RuntimeDefault,
         },
         None => match security.apparmor_profile.as_str() {
             "unconfined" => AppArmorProfile::Unconfined,
-            p if p.starts_with("localhost/") => AppArmorProfile::Localhost(p["localhost/".len()..].to_owned()),
-            _ => AppArmorProfile::RuntimeDefault,
+            p => match p.strip_prefix(LOCALHOST_PREFIX) {
+                Some(name) => AppArmorProfile::Localhost(name.to_owned()),
+                None => AppArmorProfile::RuntimeDefault,
+            },
         },
     }
 }
+
+/// How the older `apparmor_profile` field names a profile loaded on the host.
+const LOCALHOST_PREFIX: &str = "localhost/";
 
 /// Mounts the image's layers under the container's own upper dir and writes its spec; holds
 /// the image for as long as the container exists.
@@ -369,4 +379,32 @@ fn spec_failure(e: &crisp_runtime::spec::SpecError) -> PrepareFailure {
 
 fn internal(message: String) -> ContainerError {
     ContainerError::Prepare { kind: PrepareFailure::Internal, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(deprecated)]
+    fn apparmor_profiles_by_either_field() {
+        use cri::security_profile::ProfileType;
+        let localhost = |reference: &str| cri::SecurityProfile {
+            profile_type: ProfileType::Localhost.into(),
+            localhost_ref: reference.into(),
+        };
+        let with = |new: Option<cri::SecurityProfile>, old: &str| cri::LinuxContainerSecurityContext {
+            apparmor: new,
+            apparmor_profile: old.into(),
+            ..Default::default()
+        };
+        let named = |name: &str| AppArmorProfile::Localhost(name.into());
+        assert_eq!(apparmor(&with(Some(localhost("deny-write")), "")), named("deny-write"));
+        assert_eq!(apparmor(&with(Some(localhost("localhost/deny-write")), "")), named("deny-write"));
+        assert_eq!(apparmor(&with(Some(localhost("audit")), "localhost/absent")), named("audit"), "the new field wins");
+        assert_eq!(apparmor(&with(None, "localhost/deny-write")), named("deny-write"));
+        assert_eq!(apparmor(&with(None, "unconfined")), AppArmorProfile::Unconfined);
+        assert_eq!(apparmor(&with(None, "")), AppArmorProfile::RuntimeDefault);
+        assert_eq!(apparmor(&with(None, "runtime/default")), AppArmorProfile::RuntimeDefault);
+    }
 }
