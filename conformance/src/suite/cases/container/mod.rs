@@ -10,13 +10,17 @@
 //! it says so), reads what they see through ExecSync or their CRI logs, and leaves the removal
 //! of both to the runner.
 
+mod apparmor;
 mod events;
 mod lifecycle;
 mod metrics;
 mod pods;
 mod security;
+mod states;
 mod stats;
 mod streaming;
+mod sysctls;
+mod userns;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -45,6 +49,7 @@ pub fn cases() -> Vec<Case> {
         case!("container/remove-created", lifecycle::remove_created),
         case!("container/remove-running", lifecycle::remove_running),
         case!("container/remove-stopped", lifecycle::remove_stopped),
+        case!("container/status-in-every-state", states::every_state),
         case!("container/list-filters", lifecycle::list_filters),
         case!("container/exec-sync", lifecycle::exec_sync),
         case!("container/exec-sync-timeout", lifecycle::exec_sync_timeout),
@@ -59,6 +64,7 @@ pub fn cases() -> Vec<Case> {
         case!("container/stats", stats::of_one),
         case!("container/stats-list-by-id", stats::list_by_id),
         case!("container/stats-list-unfiltered", stats::list_unfiltered),
+        case!("container/stats-list-three-created-then-started", stats::list_three_created_then_started),
         case!("container/stats-list-by-label", stats::list_by_label),
         case!("container/metric-descriptors", metrics::descriptors_described),
         case!("container/pod-sandbox-metrics", metrics::pod_sandbox_metrics),
@@ -92,6 +98,21 @@ pub fn cases() -> Vec<Case> {
         case!("container/seccomp-unconfined-allows-sethostname", security::seccomp_unconfined_sethostname),
         case!("container/seccomp-localhost-blocks-sethostname", security::seccomp_localhost_blocks_sethostname),
         case!("container/seccomp-ignored-when-privileged", security::seccomp_ignored_when_privileged),
+        case!("container/userns-node", userns::node),
+        case!("container/userns-pod", userns::pod),
+        case!("container/userns-two-mappings-refused", userns::two_mappings_refused),
+        case!("container/userns-root-unmapped-refused", userns::root_unmapped_refused),
+        case!("container/userns-container-mode-refused", userns::container_mode_refused),
+        case!("container/userns-target-mode-refused", userns::target_mode_refused),
+        case!("container/apparmor-deprecated-field-unloaded-refused", apparmor::deprecated_unloaded_refused),
+        case!("container/apparmor-deprecated-field-deny-write", apparmor::deprecated_deny_write),
+        case!("container/apparmor-deprecated-field-audit-write", apparmor::deprecated_audit_write),
+        case!("container/apparmor-field-unloaded-refused", apparmor::field_unloaded_refused),
+        case!("container/apparmor-field-deny-write", apparmor::field_deny_write),
+        case!("container/apparmor-field-audit-write", apparmor::field_audit_write),
+        case!("container/apparmor-both-fields-unloaded-refused", apparmor::both_unloaded_refused),
+        case!("container/apparmor-both-fields-deny-write", apparmor::both_deny_write),
+        case!("container/apparmor-both-fields-audit-write", apparmor::both_audit_write),
         case!("container/host-pid", pods::host_pid),
         case!("container/pod-pid", pods::pod_pid),
         case!("container/container-pid", pods::container_pid),
@@ -99,6 +120,8 @@ pub fn cases() -> Vec<Case> {
         case!("container/pod-network", pods::pod_network),
         case!("container/dns-config", pods::dns_config),
         case!("container/hostname", pods::hostname),
+        case!("container/safe-sysctl", sysctls::safe),
+        case!("container/unsafe-sysctl", sysctls::unsafe_namespaced),
         case!("container/port-mapping-container-port", pods::port_mapping_container_port),
         case!("container/port-mapping-host-port", pods::port_mapping_host_port),
         case!("container/multi-container-network", pods::multi_container_network),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use k8s_cri::v1::{ContainerStats, ContainerStatsFilter, ContainerStatsRequest, ListContainerStatsRequest};
 
-use super::{Pod, SH_TOP, busybox, pod, run_container};
+use super::{Pod, SH_TOP, busybox, create, pod, run_container, start};
 use crate::suite::cases::{ensure, rpc_failed};
 use crate::suite::pod_config::selector;
 use crate::suite::{CaseResult, Context, Stop};
@@ -52,6 +52,29 @@ pub async fn list_by_id(context: &mut Context) -> CaseResult {
     let id = started(context, &pod, &[]).await?;
     let stats = list(context, Some(ContainerStatsFilter { id: id.clone(), ..Default::default() })).await?;
     ensure(found(&stats, &id), || format!("{id} is not listed by its ID"))?;
+    Ok(())
+}
+
+/// critest's "three created containers when filter is nil": all three created before any
+/// starts, then started; the unfiltered list has each.
+pub async fn list_three_created_then_started(context: &mut Context) -> CaseResult {
+    let pod = pod(context, "stats").await?;
+    let config = busybox(context, PURPOSE, SH_TOP).await?;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let mut one = config.clone();
+        let name = &mut one.metadata.get_or_insert_with(Default::default).name;
+        name.push_str(&format!("-{}", ids.len()));
+        one.log_path = format!("{name}.log");
+        ids.push(create(context, &pod, &one).await?);
+    }
+    for id in &ids {
+        start(context, id).await?;
+    }
+    let stats = list(context, None).await?;
+    for id in &ids {
+        ensure(found(&stats, id), || format!("{id} is not listed without a filter"))?;
+    }
     Ok(())
 }
 
