@@ -19,7 +19,7 @@ pub const WEB_SERVER_INDEX: &str = "crisp lab web server\n";
 /// The port the web server image's default command listens on.
 pub const WEB_SERVER_PORT: u16 = 80;
 /// Where the web server image keeps [`WEB_SERVER_INDEX`].
-const WEB_SERVER_ROOT: &str = "/www";
+pub const WEB_SERVER_ROOT: &str = "/www";
 
 /// The images every lab serves, and the repository and tag each is pushed under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

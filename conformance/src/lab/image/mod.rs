@@ -10,6 +10,7 @@ mod spec;
 pub use busybox::{BUSYBOX, busybox_layer};
 pub use catalog::{
     LabImage, MULTI_LAYER_ADDED, MULTI_LAYER_KEPT, MULTI_LAYER_REMOVED, WEB_SERVER_INDEX, WEB_SERVER_PORT,
+    WEB_SERVER_ROOT,
 };
 pub use layer::{Layer, LayerBuilder};
 pub use spec::{DEFAULT_PATH, ImageSpec};

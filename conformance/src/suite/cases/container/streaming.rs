@@ -10,14 +10,15 @@ use k8s_cri::v1::{AttachRequest, ExecRequest, PodSandboxConfig, PortForwardReque
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
-use super::{TOP, busybox, config, pod, pod_config, run_container, run_pod, strings};
-use crate::lab::image::{LabImage, WEB_SERVER_INDEX, WEB_SERVER_PORT};
+use super::{TOP, busybox, config, pod, pod_config, run_container, run_pod, run_pod_anywhere, strings};
+use crate::lab::image::{LabImage, WEB_SERVER_INDEX, WEB_SERVER_PORT, WEB_SERVER_ROOT};
 use crate::streaming::{
     PortForwarder, RemoteCommandOptions, RemoteCommandResult, RemoteCommandSession, Transport, UpgradeRejected,
     remote_command,
 };
+use crate::suite::cases::pod::free_port;
 use crate::suite::cases::{case, ensure, rpc_failed};
-use crate::suite::pod_config::fresh_uid;
+use crate::suite::pod_config::{fresh_uid, use_host_network};
 use crate::suite::{Case, CaseResult, Context, Stop};
 
 pub fn cases() -> Vec<Case> {
@@ -32,6 +33,8 @@ pub fn cases() -> Vec<Case> {
         case!("streaming/websocket/attach", attach_websocket),
         case!("streaming/spdy/port-forward", port_forward_spdy),
         case!("streaming/websocket/port-forward", port_forward_websocket),
+        case!("streaming/spdy/port-forward-host-network", port_forward_host_network_spdy),
+        case!("streaming/websocket/port-forward-host-network", port_forward_host_network_websocket),
         case!("streaming/spdy/used-url-is-gone", used_url_spdy),
         case!("streaming/websocket/used-url-is-gone", used_url_websocket),
         case!("streaming/exec-tty-and-stderr-refused", exec_tty_and_stderr_refused),
@@ -73,6 +76,12 @@ async fn port_forward_spdy(context: &mut Context) -> CaseResult {
 }
 async fn port_forward_websocket(context: &mut Context) -> CaseResult {
     port_forward(context, Transport::WebSocket).await
+}
+async fn port_forward_host_network_spdy(context: &mut Context) -> CaseResult {
+    port_forward_host_network(context, Transport::Spdy).await
+}
+async fn port_forward_host_network_websocket(context: &mut Context) -> CaseResult {
+    port_forward_host_network(context, Transport::WebSocket).await
 }
 async fn used_url_spdy(context: &mut Context) -> CaseResult {
     used_url(context, Transport::Spdy).await
@@ -256,21 +265,41 @@ async fn port_forward(context: &mut Context, transport: Transport) -> CaseResult
     let pod = run_pod(context, pod_config).await?;
     let server = config(context, "stream-web-server", LabImage::WebServer, &[]).await?;
     run_container(context, &pod, &server).await?;
+    serves_page(context, &pod.id, WEB_SERVER_PORT, transport).await
+}
 
+/// critest "runtime should support portforward in host network": the web server in a pod on
+/// the host's network, listening on a free loopback port (critest's nginx has a fixed one, a
+/// clash on a shared host); PortForward reaches it there, in the host's namespace.
+async fn port_forward_host_network(context: &mut Context, transport: Transport) -> CaseResult {
+    let mut pod_config = pod_config(context, "stream-port-forward-host").await?;
+    use_host_network(&mut pod_config);
+    let pod = run_pod_anywhere(context, pod_config).await?;
+    let port = free_port().await?;
+    let listen = format!("127.0.0.1:{port}");
+    let command = ["httpd", "-f", "-p", &listen, "-h", WEB_SERVER_ROOT];
+    let server = config(context, "stream-web-server-host", LabImage::WebServer, &command).await?;
+    run_container(context, &pod, &server).await?;
+    serves_page(context, &pod.id, port, transport).await
+}
+
+/// Through PortForward's URL for the pod, `GET /` on `port` answers 200 with the lab's page
+/// within a minute (the server may still be starting).
+async fn serves_page(context: &mut Context, pod_id: &str, port: u16, transport: Transport) -> CaseResult {
     let deadline = Instant::now() + EVENTUALLY;
     loop {
-        let request = PortForwardRequest { pod_sandbox_id: pod.id.clone(), port: Vec::new() };
+        let request = PortForwardRequest { pod_sandbox_id: pod_id.to_owned(), port: Vec::new() };
         let response = context.client.runtime.port_forward(request).await;
         let url = response.map_err(|s| rpc_failed("PortForward", s))?.into_inner().url;
         ensure_url(&url, "PortForward")?;
-        let answer = get_through(&url, transport).await;
+        let answer = get_through(&url, transport, port).await;
         match &answer {
             Ok(page) if page.starts_with("HTTP/1.") && page.contains(" 200 ") && page.ends_with(WEB_SERVER_INDEX) => {
                 return Ok(());
             }
             _ if Instant::now() > deadline => {
                 return Err(format!(
-                    "GET / through port-forward over {transport} to port {WEB_SERVER_PORT} did not answer 200 with \
+                    "GET / through port-forward over {transport} to port {port} did not answer 200 with \
                      {WEB_SERVER_INDEX:?} within {EVENTUALLY:?}: {answer:?}"
                 )
                 .into());
@@ -281,10 +310,10 @@ async fn port_forward(context: &mut Context, transport: Transport) -> CaseResult
 }
 
 /// `GET /` through one forwarded connection; the whole response.
-async fn get_through(url: &str, transport: Transport) -> Result<String, String> {
+async fn get_through(url: &str, transport: Transport, port: u16) -> Result<String, String> {
     let exchange = async {
         let mut forwarder = PortForwarder::open(url, transport).await?;
-        let mut connection = forwarder.connect(WEB_SERVER_PORT).await?;
+        let mut connection = forwarder.connect(port).await?;
         connection.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").await?;
         let mut response = Vec::new();
         connection.read_to_end(&mut response).await?;
