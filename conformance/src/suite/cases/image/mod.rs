@@ -6,6 +6,7 @@ mod list;
 mod pull;
 mod remove;
 mod status;
+mod timeout;
 
 use k8s_cri::v1::{Image, ImageSpec, ImageStatusRequest, ListImagesRequest, PullImageRequest, RemoveImageRequest};
 
@@ -22,12 +23,14 @@ pub fn cases() -> Vec<Case> {
         case!("image/pull-by-tag-and-digest", pull::by_tag_and_digest),
         case!("image/pull-short-name", pull::short_name),
         case!("image/pull-missing-tag-fails-cleanly", pull::missing_tag),
+        case!("image/pull-deadline-exceeded", timeout::deadline_exceeded),
         case!("image/status-by-every-reference", status::every_reference),
         case!("image/status-user-uid", status::user_uid),
         case!("image/status-user-name", status::user_name),
         case!("image/status-user-uid-gid", status::user_uid_gid),
         case!("image/list-has-pulled-images", list::has_pulled_images),
         case!("image/same-id-via-two-references", list::same_id_via_two_references),
+        case!("image/three-tags-one-image", list::three_tags_one_image),
         case!("image/fs-info", list::fs_info),
         case!("image/visible-after-pull-gone-after-remove", remove::visibility),
         case!("image/remove-by-one-tag-removes-every-tag", remove::by_one_tag),
