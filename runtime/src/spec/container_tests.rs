@@ -414,6 +414,33 @@ fn recursive_read_only_binds() {
 }
 
 #[test]
+fn recursive_read_only_rules_come_before_host_and_runtime_support() {
+    let mut f = fixture();
+    let data = f.dir.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    let bind = |readonly, propagation| BindMount {
+        container_path: "/data".into(),
+        host_path: data.clone(),
+        readonly,
+        recursive_readonly: true,
+        propagation,
+    };
+    // Whether the runtime has rro, and whether the host's mount of `data` propagates, the
+    // request itself is what is wrong.
+    for supported in [false, true] {
+        f.input.runtime_supports_rro = supported;
+        for propagation in [Propagation::HostToContainer, Propagation::Bidirectional] {
+            f.input.mounts = vec![bind(true, propagation)];
+            let e = container_spec(&f.input).err();
+            assert!(matches!(e, Some(SpecError::Mount(MountError::RecursiveReadOnlyNotPrivate(_)))), "{e:?}");
+            f.input.mounts = vec![bind(false, propagation)];
+            let e = container_spec(&f.input).err();
+            assert!(matches!(e, Some(SpecError::Mount(MountError::RecursiveReadOnlyWritable(_)))), "{e:?}");
+        }
+    }
+}
+
+#[test]
 fn propagation_needs_a_matching_host_mount() {
     let mut f = fixture();
     // The host's / decides for a path on it; whatever it is, the spec agrees with mountinfo.

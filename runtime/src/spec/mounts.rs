@@ -87,7 +87,7 @@ pub enum MountError {
     RecursiveReadOnlyUnsupported(PathBuf),
     #[error("recursive read-only mount of {0} needs private propagation")]
     RecursiveReadOnlyNotPrivate(PathBuf),
-    #[error("recursive read-only mount of {0} conflicts with a read-write mount")]
+    #[error("recursive read-only mount of {0} must also be readonly")]
     RecursiveReadOnlyWritable(PathBuf),
     #[error("image volume {0:?}: {1}")]
     Volume(String, RootfsError),
@@ -125,6 +125,7 @@ pub fn binds(input: &BindInput) -> Result<Binds, MountError> {
         if !mount.container_path.is_absolute() {
             return Err(MountError::RelativeDestination(mount.container_path.clone()));
         }
+        check_recursive_readonly(mount, input.runtime_supports_rro)?;
         supplied.push(BindMount { container_path: clean(&mount.container_path), ..mount.clone() });
     }
     let covered = |path: &Path, supplied: &[BindMount]| supplied.iter().any(|m| m.container_path == path);
@@ -220,20 +221,12 @@ pub fn binds(input: &BindInput) -> Result<Binds, MountError> {
                 rootfs_propagation = Some("rshared");
             }
         }
-        match (bind.readonly, bind.recursive_readonly) {
-            (true, true) => {
-                if !input.runtime_supports_rro {
-                    return Err(MountError::RecursiveReadOnlyUnsupported(bind.host_path));
-                }
-                if bind.propagation != Propagation::Private {
-                    return Err(MountError::RecursiveReadOnlyNotPrivate(bind.host_path));
-                }
-                options.push("rro".into());
-            }
-            (true, false) => options.push("ro".into()),
-            (false, true) => return Err(MountError::RecursiveReadOnlyWritable(bind.host_path)),
-            (false, false) => options.push("rw".into()),
-        }
+        let access = match (bind.recursive_readonly, bind.readonly) {
+            (true, _) => "rro",
+            (false, true) => "ro",
+            (false, false) => "rw",
+        };
+        options.push(access.into());
         let mut mount = Mount::default();
         mount
             .set_destination(bind.container_path)
@@ -243,6 +236,26 @@ pub fn binds(input: &BindInput) -> Result<Binds, MountError> {
         mounts.push(mount);
     }
     Ok(Binds { mounts, rootfs_propagation, volumes })
+}
+
+/// The CRI's rules for a recursive read-only mount (readonly too, private propagation) come before
+/// the host's mounts and the runtime's support: a request that breaks them is refused as such,
+/// on any host.
+fn check_recursive_readonly(mount: &BindMount, runtime_supports_rro: bool) -> Result<(), MountError> {
+    if !mount.recursive_readonly {
+        return Ok(());
+    }
+    let path = || mount.host_path.clone();
+    if !mount.readonly {
+        return Err(MountError::RecursiveReadOnlyWritable(path()));
+    }
+    if mount.propagation != Propagation::Private {
+        return Err(MountError::RecursiveReadOnlyNotPrivate(path()));
+    }
+    if !runtime_supports_rro {
+        return Err(MountError::RecursiveReadOnlyUnsupported(path()));
+    }
+    Ok(())
 }
 
 fn mountinfo_text(cache: &mut Option<String>) -> Result<&str, MountError> {
