@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ fn condition(response: &k8s_cri::v1::StatusResponse, kind: &str) -> k8s_cri::v1:
     status.conditions.iter().find(|c| c.r#type == kind).unwrap_or_else(|| panic!("no {kind}")).clone()
 }
 
+/// Every case passes against crisp, but for those this host or crisp's handler cannot run: they
+/// skip, saying why, and exactly they do. A skip for any other reason fails.
 #[tokio::test]
 async fn conformance_suite_passes() {
     let lab = Lab::new();
@@ -27,13 +30,73 @@ async fn conformance_suite_passes() {
     let mirror = test_lab.registry().addr();
     lab.write_config(&format!("[[image.registries]]\nhost = \"docker.io\"\nmirrors = [\"http://{mirror}\"]\n"));
     let daemon = lab.start();
-    let mut context = suite::Context::new(daemon.client().await, suite::TestImages::from_lab(&test_lab, true));
+    let mut client = daemon.client().await;
+    let expected = expected_skips(&mut client).await;
+    let mut context = suite::Context::new(client, suite::TestImages::from_lab(&test_lab, true));
     let report = suite::run(&mut context, &Selection::default(), |_| {}).await;
-    let not_passed: Vec<_> =
-        report.outcomes.iter().filter(|o| o.verdict != Verdict::Pass).map(|o| o.to_string()).collect();
-    assert!(not_passed.is_empty(), "{}\n{}", not_passed.join("\n"), daemon.logs());
-    assert_eq!(report.passed(), suite::cases().len());
+    let failed: Vec<_> =
+        report.outcomes.iter().filter(|o| matches!(o.verdict, Verdict::Fail(_))).map(|o| o.to_string()).collect();
+    assert!(failed.is_empty(), "{}\n{}", failed.join("\n"), daemon.logs());
+    let skipped: BTreeMap<String, String> = report
+        .outcomes
+        .iter()
+        .filter_map(|o| match &o.verdict {
+            Verdict::Skip(why) => Some((o.name.clone(), why.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(skipped, expected, "the cases skipped, and why, are not those this host and crisp can't run");
+    assert_eq!(report.passed() + skipped.len(), suite::cases().len());
 }
+
+/// What the suite must skip against crisp on this host, by case, with the reason it must give.
+async fn expected_skips(client: &mut crisp_conformance::client::CriClient) -> BTreeMap<String, String> {
+    let status = client.runtime.status(StatusRequest { verbose: false }).await.unwrap().into_inner();
+    let default = status.runtime_handlers.iter().find(|h| h.name.is_empty()).and_then(|h| h.features);
+    let (userns, rro) = default.map_or((false, false), |f| (f.user_namespaces, f.recursive_read_only_mounts));
+    let apparmor = fs::read_to_string(APPARMOR_ENABLED).is_ok_and(|v| v.starts_with('Y'));
+    let apparmor_parser = std::process::Command::new("apparmor_parser").arg("--version").output().is_ok();
+    let reasons = [
+        SkipReason {
+            applies: !apparmor,
+            cases: |name| name.starts_with("container/apparmor-"),
+            why: format!("AppArmor is disabled on this host ({APPARMOR_ENABLED} is not Y)"),
+        },
+        SkipReason {
+            applies: apparmor && !apparmor_parser,
+            cases: |name| name.starts_with("container/apparmor-") && !name.ends_with("-unloaded-refused"),
+            why: "apparmor_parser is not installed: the test profiles cannot be loaded".into(),
+        },
+        SkipReason {
+            applies: !userns,
+            cases: |name| name == "container/userns-pod",
+            why: "handler \"\" does not report user namespace support".into(),
+        },
+        SkipReason {
+            applies: !rro,
+            cases: |name| name.starts_with("container/recursive-readonly"),
+            why: "the runtime's default handler does not declare recursive_read_only_mounts in Status: it cannot make \
+                  recursive read-only mounts"
+                .into(),
+        },
+    ];
+    let mut expected = BTreeMap::new();
+    for case in suite::cases() {
+        if let Some(reason) = reasons.iter().find(|r| r.applies && (r.cases)(case.name)) {
+            expected.insert(case.name.to_owned(), reason.why.clone());
+        }
+    }
+    expected
+}
+
+/// Why some cases cannot run here, when that holds.
+struct SkipReason {
+    applies: bool,
+    cases: fn(&str) -> bool,
+    why: String,
+}
+
+const APPARMOR_ENABLED: &str = "/sys/module/apparmor/parameters/enabled";
 
 /// The runner binary prints a line per case and the closing counts, and writes JSON.
 #[tokio::test]
