@@ -13,7 +13,7 @@ use crisp_pod::{PodError, Pods, PodsConfig};
 use crisp_runtime::container::{ContainerError, Containers, ContainersConfig};
 use crisp_runtime::oci::OciRuntime;
 use crisp_runtime::spec::HostFeatures;
-use crisp_runtime::{Handler, HandlerName, OomScoreAdjPolicy};
+use crisp_runtime::{Handler, HandlerFeatures, HandlerName, OomScoreAdjPolicy};
 
 use crate::config::Config;
 use crate::streaming::Streaming;
@@ -23,6 +23,8 @@ pub struct Daemon {
     /// The configured runtime handlers, validated.
     pub handlers: Vec<Handler>,
     pub default_handler: HandlerName,
+    /// What each handler's runtime offers on this kernel, asked once at start.
+    handler_features: BTreeMap<HandlerName, HandlerFeatures>,
     pub oom_score_adj: OomScoreAdjPolicy,
     /// The node's pod CIDR from the kubelet's last `UpdateRuntimeConfig`.
     pub pod_cidr: RwLock<Option<PodCidr>>,
@@ -77,6 +79,11 @@ impl Daemon {
     pub async fn new(config: Config) -> Result<Daemon, DaemonError> {
         let handlers = config.runtime.handlers()?;
         let default_handler = HandlerName::new(&config.runtime.default_handler)?;
+        let host = HostFeatures::detect().map_err(DaemonError::Host)?;
+        let mut handler_features = BTreeMap::new();
+        for handler in &handlers {
+            handler_features.insert(handler.name.clone(), handler.probe_features(host.kernel).await);
+        }
         let oom_score_adj =
             OomScoreAdjPolicy::detect(config.runtime.restrict_oom_score_adj).map_err(DaemonError::OomScoreAdj)?;
         let images = Arc::new(ImageStore::open(&config.server.root)?);
@@ -124,12 +131,12 @@ impl Daemon {
         })
         .await?;
         events.bind(&pods, &containers);
-        let host = HostFeatures::detect().map_err(DaemonError::Host)?;
         let streaming = Streaming::bind(&config.streaming)?;
         Ok(Daemon {
             config,
             handlers,
             default_handler,
+            handler_features,
             oom_score_adj,
             pod_cidr: RwLock::new(None),
             images,
@@ -165,6 +172,11 @@ impl Daemon {
 
     pub fn pause_image(&self) -> Option<&Reference> {
         self.pause_image.as_ref()
+    }
+
+    /// What `handler`'s runtime offers; nothing for a handler crisp does not have.
+    pub fn handler_features(&self, handler: &HandlerName) -> HandlerFeatures {
+        self.handler_features.get(handler).copied().unwrap_or_default()
     }
 
     pub fn default_handler(&self) -> &Handler {

@@ -15,7 +15,7 @@ use crisp_conformance::lab::image::LabImage;
 use k8s_cri::v1::security_profile::ProfileType;
 use k8s_cri::v1::{
     Capability, ContainerConfig, CreateContainerRequest, Int64Value, KeyValue, LinuxContainerConfig,
-    LinuxContainerSecurityContext, ListContainersRequest, Mount, MountPropagation, SecurityProfile,
+    LinuxContainerSecurityContext, ListContainersRequest, Mount, MountPropagation, SecurityProfile, StatusRequest,
     SupplementalGroupsPolicy,
 };
 use tonic::Code;
@@ -633,11 +633,42 @@ async fn bind_mounts_and_propagation() {
     refused.mounts = vec![bind("/mnt/h2c", &private, false, MountPropagation::PropagationHostToContainer)];
     let mut missing = s.config("missing-source", &["sleep", "1000"]);
     missing.mounts = vec![bind("/mnt/x", &s.lab.path("not-there"), false, MountPropagation::PropagationPrivate)];
+    // A recursive read-only mount against the CRI's rules is refused for that, before the
+    // runtime's support for rro or the host mount's propagation is looked at.
+    let recursive = |name: &str, host: &Path, readonly: bool, propagation: MountPropagation| {
+        let mut config = s.config(name, &["sleep", "1000"]);
+        config.mounts = vec![Mount { recursive_read_only: true, ..bind("/mnt/rro", host, readonly, propagation) }];
+        config
+    };
+    let rro_h2c = recursive("rro-h2c", &shared, true, MountPropagation::PropagationHostToContainer);
+    let rro_bidirectional = recursive("rro-bidirectional", &private, true, MountPropagation::PropagationBidirectional);
+    let rro_writable = recursive("rro-writable", &ro, false, MountPropagation::PropagationPrivate);
+    let rro_source = s.lab.path("bind-rro");
+    let rro = recursive("rro", &rro_source, true, MountPropagation::PropagationPrivate);
     let refused = vec![
         (refused, Code::InvalidArgument, "neither a shared nor a slave"),
         (missing, Code::InvalidArgument, "not-there"),
+        (rro_h2c, Code::InvalidArgument, "needs private propagation"),
+        (rro_bidirectional, Code::InvalidArgument, "needs private propagation"),
+        (rro_writable, Code::InvalidArgument, "must also be readonly"),
     ];
     expect_refused(&mut s, refused).await;
+
+    // A recursive read-only mount also covers what is mounted below its source, where Status says
+    // the default handler can make one; elsewhere it is refused.
+    fs::create_dir_all(rro_source.join("sub")).unwrap();
+    let rro_text = rro_source.to_str().unwrap().to_owned();
+    in_mount_namespace(daemon, &format!("mount -t tmpfs -o size=1m crisp-e2e {rro_text}/sub"));
+    let status = s.client.runtime.status(StatusRequest::default()).await.unwrap().into_inner();
+    let default = status.runtime_handlers.iter().find(|h| h.name.is_empty()).expect("the default handler is listed");
+    if default.features.as_ref().is_some_and(|f| f.recursive_read_only_mounts) {
+        let id = s.run(rro).await;
+        let (_, err) = s.exec_fails(&id, &["touch", "/mnt/rro/sub/x"]).await;
+        assert_contains(&err, "Read-only file system");
+    } else {
+        expect_refused(&mut s, vec![(rro, Code::InvalidArgument, "does not support recursive read-only mounts")]).await;
+    }
+    in_mount_namespace(daemon, &format!("umount {rro_text}/sub"));
 
     in_mount_namespace(daemon, &format!("umount -R {shared_text}"));
     s.teardown().await;

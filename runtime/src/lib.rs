@@ -14,6 +14,6 @@ pub mod spec;
 pub mod stats;
 
 pub use config::{CgroupManager, HandlerConfig, RuntimeConfig};
-pub use handler::{Handler, HandlerError, HandlerName};
+pub use handler::{Handler, HandlerError, HandlerFeatures, HandlerName};
 pub use id::{ContainerId, InvalidContainerId};
 pub use oom::OomScoreAdjPolicy;

@@ -258,7 +258,7 @@ fn spec_input(
         cgroups_path: String::new(),
         host: daemon.host.clone(),
         oom: daemon.oom_score_adj,
-        runtime_supports_rro: false,
+        runtime_supports_rro: daemon.handler_features(&pod.runtime.handler().name).recursive_read_only,
     })
 }
 

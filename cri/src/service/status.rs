@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crisp_runtime::HandlerName;
 use k8s_cri::v1::{
     RuntimeCondition, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest,
     StatusResponse,
@@ -80,9 +81,12 @@ fn condition(kind: &str, not_ready_reason: &str, state: Result<(), String>) -> R
 /// Each configured handler, and the default one again under the empty name, as the kubelet
 /// looks it up for pods without a RuntimeClass.
 fn runtime_handlers(daemon: &Daemon) -> Vec<RuntimeHandler> {
-    let features = || Some(RuntimeHandlerFeatures { recursive_read_only_mounts: false, user_namespaces: false });
-    std::iter::once(String::new())
-        .chain(daemon.handlers.iter().map(|h| h.name.to_string()))
-        .map(|name| RuntimeHandler { name, features: features() })
+    let features = |handler: &HandlerName| {
+        let offered = daemon.handler_features(handler);
+        Some(RuntimeHandlerFeatures { recursive_read_only_mounts: offered.recursive_read_only, user_namespaces: false })
+    };
+    std::iter::once((String::new(), &daemon.default_handler))
+        .chain(daemon.handlers.iter().map(|h| (h.name.to_string(), &h.name)))
+        .map(|(name, handler)| RuntimeHandler { name, features: features(handler) })
         .collect()
 }

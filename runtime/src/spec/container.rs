@@ -41,7 +41,7 @@ pub struct ContainerSpecInput {
     pub cgroups_path: String,
     pub host: HostFeatures,
     pub oom: OomScoreAdjPolicy,
-    /// The runtime handler supports `rro` (recursive read-only) bind mounts; runc 1.1 does not.
+    /// The runtime handler supports `rro` (recursive read-only) bind mounts on this kernel.
     pub runtime_supports_rro: bool,
 }
 
