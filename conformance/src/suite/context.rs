@@ -1,6 +1,6 @@
 //! What a case runs with: the runtime's client, the test images, and the lab images the running
-//! case pulled, the containers and pods it made and the host directories it wrote, which the
-//! runner removes after it.
+//! case pulled, the containers and pods it made, what it changed on the host and the host
+//! directories it wrote, which the runner removes or undoes after it.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -31,7 +31,12 @@ pub struct Context {
     /// Host directories the running case made (log directories, volumes, seccomp profiles),
     /// removed once its containers and pods are gone.
     scratch: Vec<tempfile::TempDir>,
+    /// What undoes the running case's changes to the host (mounts, IPC objects), in the order
+    /// they were made.
+    host_changes: Vec<HostUndo>,
 }
+
+type HostUndo = Box<dyn FnOnce() -> Result<(), String> + Send>;
 
 /// Time the runner gives a case's images, or its pods, to go after it.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -46,6 +51,7 @@ impl Context {
             pods: BTreeSet::new(),
             containers: BTreeSet::new(),
             scratch: Vec::new(),
+            host_changes: Vec::new(),
         }
     }
 
@@ -75,15 +81,31 @@ impl Context {
         Ok(path)
     }
 
-    /// Removes what the case left: its containers, its pods, then its images and directories.
+    /// Makes `undo` run after the running case, once its containers and pods are gone and before
+    /// its directories are removed: the case calls this as soon as it has changed the host, so
+    /// that the change is undone whether the case passes, fails or times out. The latest change
+    /// is undone first.
+    pub(crate) fn on_host_cleanup(&mut self, undo: impl FnOnce() -> Result<(), String> + Send + 'static) {
+        self.host_changes.push(Box::new(undo));
+    }
+
+    /// Removes what the case left: its containers, its pods, its changes to the host, then its
+    /// images and directories.
     pub(crate) async fn clean_up(&mut self) -> Result<(), String> {
         let containers = self.remove_containers().await;
         let pods = self.remove_pods().await;
+        let host = self.undo_host_changes();
         let images = self.remove_pulled().await;
         // A directory whose removal fails (a mount a runtime left in it) stays behind: the
         // failures above say why.
         self.scratch.clear();
-        let failures: Vec<String> = [containers, pods, images].into_iter().filter_map(Result::err).collect();
+        let failures: Vec<String> = [containers, pods, host, images].into_iter().filter_map(Result::err).collect();
+        if failures.is_empty() { Ok(()) } else { Err(failures.join("; ")) }
+    }
+
+    fn undo_host_changes(&mut self) -> Result<(), String> {
+        let failures: Vec<String> =
+            std::mem::take(&mut self.host_changes).into_iter().rev().filter_map(|undo| undo().err()).collect();
         if failures.is_empty() { Ok(()) } else { Err(failures.join("; ")) }
     }
 

@@ -12,8 +12,10 @@
 
 mod apparmor;
 mod events;
+mod ipc;
 mod lifecycle;
 mod metrics;
+mod mounts;
 mod pods;
 mod security;
 mod states;
@@ -57,6 +59,14 @@ pub fn cases() -> Vec<Case> {
         case!("container/reopen-log", lifecycle::reopen_log),
         case!("container/volume", lifecycle::volume),
         case!("container/volume-through-a-symlink", lifecycle::volume_through_a_symlink),
+        case!("container/mount-propagation-rprivate", mounts::propagation_private),
+        case!("container/mount-propagation-rshared", mounts::propagation_bidirectional),
+        case!("container/mount-propagation-rslave", mounts::propagation_host_to_container),
+        case!("container/readonly-mount", mounts::readonly),
+        case!("container/recursive-readonly-mount", mounts::recursive_readonly),
+        case!("container/recursive-readonly-host-to-container-refused", mounts::recursive_readonly_host_to_container),
+        case!("container/recursive-readonly-bidirectional-refused", mounts::recursive_readonly_bidirectional),
+        case!("container/recursive-readonly-not-readonly-refused", mounts::recursive_readonly_not_readonly),
         case!("container/oom-killed", lifecycle::oom_killed),
         case!("container/stop-twice-and-remove-twice-are-ok", lifecycle::stop_twice_and_remove_twice),
         case!("container/stop-and-remove-unknown-are-ok", lifecycle::unknown_ids),
@@ -116,6 +126,8 @@ pub fn cases() -> Vec<Case> {
         case!("container/host-pid", pods::host_pid),
         case!("container/pod-pid", pods::pod_pid),
         case!("container/container-pid", pods::container_pid),
+        case!("container/host-ipc", ipc::host_ipc),
+        case!("container/pod-ipc", ipc::pod_ipc),
         case!("container/host-network", pods::host_network),
         case!("container/pod-network", pods::pod_network),
         case!("container/dns-config", pods::dns_config),
