@@ -2,6 +2,7 @@
 //! percentiles of wall time. One module per workload.
 
 pub mod containers;
+pub mod floor;
 pub mod pull;
 mod report;
 pub mod runp;
