@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crisp_conformance::bench::floor::FloorConfig;
 use crisp_conformance::bench::{self, Target};
 use crisp_conformance::client::{CriClient, Endpoint};
 use crisp_conformance::lab::Lab;
@@ -33,23 +34,34 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Time a workload against a CRI endpoint, or two.
-    Bench {
-        #[command(subcommand)]
-        workload: Workload,
-    },
+    /// Time workloads against a CRI endpoint, or two: every workload, in one report, unless one
+    /// is named.
+    Bench(BenchCommand),
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct BenchCommand {
+    #[command(subcommand)]
+    workload: Option<Workload>,
+    #[command(flatten)]
+    all: AllArgs,
 }
 
 #[derive(Subcommand)]
 enum Workload {
+    /// Pods one at a time, each with a `sleep` container, through their whole life: every step
+    /// timed, and the RSS of the per-pod process that keeps it (crisp-monitor, containerd-shim).
+    Sequential(SequentialArgs),
+    /// Pods with a started container, all asked for at once: the wall time and pods/s.
+    Burst(BurstArgs),
+    /// Pods held at once: the daemon's RSS and CPU, each pod's overhead, list latencies.
+    Density(DensityArgs),
     /// Cold pulls of the lab's multi-layer image: removed before each pull.
     Pull(PullArgs),
-    /// RunPodSandbox of pods on the pod network, and apart from it StopPodSandbox and
-    /// RemovePodSandbox of each.
-    Runp(RunpArgs),
-    /// CreateContainer and StartContainer of a `sleep` container, one pod each, and the RSS of
-    /// the per-pod process that keeps it (crisp-monitor, containerd-shim).
-    Containers(ContainersArgs),
+    /// Pods with a running container made directly, with no daemon (netns, CNI ADD, the OCI
+    /// runtime), one at a time: the floor a runtime's pods compare to. As root.
+    Floor(FloorCommand),
 }
 
 /// Running the suite: what `crisp-conformance` does without a subcommand.
@@ -81,56 +93,120 @@ struct SuiteArgs {
     list: bool,
 }
 
+/// Where a workload runs, and where its results go.
 #[derive(Args)]
-struct PullArgs {
+struct TargetArgs {
     /// The socket to measure.
     #[arg(long, default_value = DEFAULT_ENDPOINT)]
     endpoint: String,
-    /// A second socket, measured interleaved with the first and compared to it.
+    /// A second socket, measured with the same workload in the same run and compared to it.
     #[arg(long, value_name = "ENDPOINT")]
     compare: Option<String>,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+/// Every workload in one report: what `bench` does without a workload.
+#[derive(Args)]
+struct AllArgs {
+    #[command(flatten)]
+    targets: TargetArgs,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// Sequential pods, and cold pulls, per endpoint.
+    #[arg(long, default_value = "10")]
+    count: NonZeroUsize,
+    /// Pods in a burst.
+    #[arg(long, value_name = "P", default_value = "10")]
+    burst: NonZeroUsize,
+    /// Pods held at once.
+    #[arg(long, value_name = "D", default_value = "20")]
+    density: NonZeroUsize,
+}
+
+#[derive(Args)]
+struct SequentialArgs {
+    #[command(flatten)]
+    targets: TargetArgs,
+    /// Pods per endpoint, besides one untimed warm-up pod.
+    #[arg(long, visible_alias = "iterations", default_value = "10")]
+    count: NonZeroUsize,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Args)]
+struct BurstArgs {
+    #[command(flatten)]
+    targets: TargetArgs,
+    /// Pods in a burst.
+    #[arg(long, default_value = "10")]
+    pods: NonZeroUsize,
+    /// Bursts per endpoint, the endpoints' order rotated each round.
+    #[arg(long, default_value = "1")]
+    rounds: NonZeroUsize,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Args)]
+struct DensityArgs {
+    #[command(flatten)]
+    targets: TargetArgs,
+    /// Pods held at once.
+    #[arg(long, default_value = "20")]
+    pods: NonZeroUsize,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Args)]
+struct PullArgs {
+    #[command(flatten)]
+    targets: TargetArgs,
     /// Pulls per endpoint.
     #[arg(long, default_value = "5")]
     iterations: NonZeroUsize,
     #[command(flatten)]
     registry: RegistryArgs,
-    /// Also write the results as JSON to this file.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
 }
 
 #[derive(Args)]
-struct RunpArgs {
-    /// The socket to measure.
-    #[arg(long, default_value = DEFAULT_ENDPOINT)]
-    endpoint: String,
-    /// A second socket, measured interleaved with the first and compared to it.
-    #[arg(long, value_name = "ENDPOINT")]
-    compare: Option<String>,
-    /// Pods per endpoint, besides one untimed warm-up pod.
-    #[arg(long, visible_alias = "iterations", default_value = "10")]
-    count: NonZeroUsize,
-    /// Also write the results as JSON to this file.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-}
-
-#[derive(Args)]
-struct ContainersArgs {
-    /// The socket to measure.
-    #[arg(long, default_value = DEFAULT_ENDPOINT)]
-    endpoint: String,
-    /// A second socket, measured interleaved with the first and compared to it.
-    #[arg(long, value_name = "ENDPOINT")]
-    compare: Option<String>,
-    /// Pods (one container each) per endpoint, besides one untimed warm-up pod.
+struct FloorCommand {
+    /// Pods, besides one untimed warm-up pod.
     #[arg(long, visible_alias = "iterations", default_value = "10")]
     count: NonZeroUsize,
     #[command(flatten)]
-    registry: RegistryArgs,
+    floor: FloorArgs,
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+}
+
+/// How the floor makes its pods, wherever it runs.
+#[derive(Args)]
+struct FloorArgs {
+    /// The CNI network is this dir's first network file by name, as crisp picks it.
+    #[arg(long, value_name = "DIR", default_value_os_t = FloorConfig::default().cni_conf_dir)]
+    cni_conf_dir: PathBuf,
+    /// Where CNI plugins are looked for, in order (repeatable).
+    #[arg(long = "cni-bin-dir", value_name = "DIR", default_values_os_t = FloorConfig::default().cni_bin_dirs)]
+    cni_bin_dirs: Vec<PathBuf>,
+    /// The OCI runtime, with runc's command line.
+    #[arg(long, value_name = "PATH", default_value_os_t = FloorConfig::default().runtime)]
+    runtime: PathBuf,
+}
+
+impl FloorArgs {
+    fn config(&self) -> FloorConfig {
+        FloorConfig {
+            cni_conf_dir: self.cni_conf_dir.clone(),
+            cni_bin_dirs: self.cni_bin_dirs.clone(),
+            runtime: self.runtime.clone(),
+            ..FloorConfig::default()
+        }
+    }
 }
 
 #[derive(Args)]
@@ -165,11 +241,35 @@ async fn stop_signal() -> anyhow::Result<&'static str> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        None => run_suite(cli.suite).await,
-        Some(Command::Bench { workload: Workload::Pull(args) }) => bench_pull(args).await,
-        Some(Command::Bench { workload: Workload::Runp(args) }) => bench_runp(args).await,
-        Some(Command::Bench { workload: Workload::Containers(args) }) => bench_containers(args).await,
+    let Some(Command::Bench(bench)) = cli.command else { return run_suite(cli.suite).await };
+    match bench.workload {
+        None => bench_all(bench.all).await,
+        Some(Workload::Sequential(args)) => {
+            let targets = targets(&args.targets).await?;
+            let (images, _lab) = test_images(&args.registry, false).await?;
+            report(&args.targets, bench::sequential::run(&targets, &images, args.count).await?)
+        }
+        Some(Workload::Burst(args)) => {
+            let targets = targets(&args.targets).await?;
+            let (images, _lab) = test_images(&args.registry, false).await?;
+            report(&args.targets, bench::burst::run(&targets, &images, args.pods, args.rounds).await?)
+        }
+        Some(Workload::Density(args)) => {
+            let targets = targets(&args.targets).await?;
+            let (images, _lab) = test_images(&args.registry, false).await?;
+            report(&args.targets, bench::density::run(&targets, &images, args.pods).await?)
+        }
+        Some(Workload::Pull(args)) => {
+            let targets = targets(&args.targets).await?;
+            let (images, _lab) = test_images(&args.registry, false).await?;
+            report(&args.targets, bench::pull::run(&targets, &images, args.iterations).await?)
+        }
+        Some(Workload::Floor(args)) => {
+            let report = bench::floor::run(&args.floor.config(), args.count).await?;
+            print!("{report}");
+            write_json(args.json.as_deref(), &report)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -192,36 +292,34 @@ async fn run_suite(args: SuiteArgs) -> anyhow::Result<ExitCode> {
     Ok(if report.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-async fn bench_pull(args: PullArgs) -> anyhow::Result<ExitCode> {
-    let targets = targets(&args.endpoint, args.compare.as_deref()).await?;
+/// Every workload in turn, each section printed as soon as it is done, then the whole report.
+async fn bench_all(args: AllArgs) -> anyhow::Result<ExitCode> {
+    let targets = targets(&args.targets).await?;
     let (images, _lab) = test_images(&args.registry, false).await?;
-    let report = bench::pull::run(&targets, &images, args.iterations).await?;
-    print!("{report}");
-    write_json(args.json.as_deref(), &report)?;
+    let sequential = bench::sequential::run(&targets, &images, args.count).await?;
+    println!("{sequential}");
+    let burst = bench::burst::run(&targets, &images, args.burst, NonZeroUsize::MIN).await?;
+    println!("{burst}");
+    let density = bench::density::run(&targets, &images, args.density).await?;
+    println!("{density}");
+    let pull = bench::pull::run(&targets, &images, args.count).await?;
+    println!("{pull}");
+    let all = bench::AllReport::new(sequential, burst, density, pull);
+    print!("{}", all.targets_table());
+    write_json(args.targets.json.as_deref(), &all)?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn bench_runp(args: RunpArgs) -> anyhow::Result<ExitCode> {
-    let targets = targets(&args.endpoint, args.compare.as_deref()).await?;
-    let report = bench::runp::run(&targets, args.count).await?;
-    print!("{report}");
-    write_json(args.json.as_deref(), &report)?;
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn bench_containers(args: ContainersArgs) -> anyhow::Result<ExitCode> {
-    let targets = targets(&args.endpoint, args.compare.as_deref()).await?;
-    let (images, _lab) = test_images(&args.registry, false).await?;
-    let report = bench::containers::run(&targets, &images, args.count).await?;
+fn report(args: &TargetArgs, report: impl Serialize + std::fmt::Display) -> anyhow::Result<ExitCode> {
     print!("{report}");
     write_json(args.json.as_deref(), &report)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// The endpoint to measure, and the one to compare it with.
-async fn targets(endpoint: &str, compare: Option<&str>) -> anyhow::Result<Vec<Target>> {
+async fn targets(args: &TargetArgs) -> anyhow::Result<Vec<Target>> {
     let mut targets = Vec::new();
-    for endpoint in [Some(endpoint), compare].into_iter().flatten() {
+    for endpoint in [Some(args.endpoint.as_str()), args.compare.as_deref()].into_iter().flatten() {
         let endpoint = Endpoint::parse(endpoint)?;
         let client = CriClient::connect(&endpoint, &endpoint).await?;
         targets.push(Target { endpoint, client });
@@ -279,64 +377,126 @@ mod tests {
         assert!(parse(&["--docker-io-mirrored"]).is_err());
     }
 
+    /// The workload `bench` parsed into; panics on a parse error or without a workload.
+    fn workload(args: &[&str]) -> Workload {
+        let all = [&["bench"], args].concat();
+        let Some(Command::Bench(bench)) = parse(&all).unwrap().command else { panic!("not bench") };
+        bench.workload.expect("a workload")
+    }
+
+    #[test]
+    fn bench_without_a_workload_runs_them_all() {
+        let cli = parse(&[
+            "bench",
+            "--compare",
+            "unix:///b.sock",
+            "--count",
+            "3",
+            "--burst",
+            "4",
+            "--density",
+            "5",
+            "--test-registry",
+            "127.0.0.1:5000",
+            "--json",
+            "/tmp/r.json",
+        ])
+        .unwrap();
+        let Some(Command::Bench(BenchCommand { workload: None, all })) = cli.command else { panic!("not bench") };
+        assert_eq!(all.targets.endpoint, DEFAULT_ENDPOINT);
+        assert_eq!(all.targets.compare.as_deref(), Some("unix:///b.sock"));
+        assert_eq!(all.targets.json.as_deref(), Some(Path::new("/tmp/r.json")));
+        assert_eq!((all.count.get(), all.burst.get(), all.density.get()), (3, 4, 5));
+        assert_eq!(all.registry.test_registry.as_deref(), Some("127.0.0.1:5000"));
+
+        let Some(Command::Bench(defaults)) = parse(&["bench"]).unwrap().command else { panic!("not bench") };
+        assert!(defaults.workload.is_none());
+        assert_eq!((defaults.all.count.get(), defaults.all.burst.get(), defaults.all.density.get()), (10, 10, 20));
+        assert!(parse(&["bench", "--density", "0"]).is_err());
+        // The all-in-one's options belong to it, not to a workload named after them.
+        assert!(parse(&["bench", "--count", "3", "pull"]).is_err());
+        assert!(parse(&["bench", "runp"]).is_err());
+        assert!(parse(&["bench", "containers"]).is_err());
+    }
+
+    #[test]
+    fn bench_sequential() {
+        let Workload::Sequential(args) = workload(&["sequential", "--count", "3", "--compare", "unix:///b.sock"]) else {
+            panic!("not sequential")
+        };
+        assert_eq!(args.targets.endpoint, DEFAULT_ENDPOINT);
+        assert_eq!(args.targets.compare.as_deref(), Some("unix:///b.sock"));
+        assert_eq!(args.count.get(), 3);
+        let Workload::Sequential(args) = workload(&["sequential", "--iterations", "4"]) else { panic!() };
+        assert_eq!(args.count.get(), 4);
+        let Workload::Sequential(args) = workload(&["sequential"]) else { panic!() };
+        assert_eq!(args.count.get(), 10);
+        assert!(parse(&["bench", "sequential", "--count", "0"]).is_err());
+    }
+
+    #[test]
+    fn bench_burst_and_density() {
+        let Workload::Burst(args) = workload(&["burst", "--pods", "5", "--rounds", "3"]) else { panic!("not burst") };
+        assert_eq!((args.pods.get(), args.rounds.get()), (5, 3));
+        let Workload::Burst(args) = workload(&["burst"]) else { panic!("not burst") };
+        assert_eq!((args.pods.get(), args.rounds.get()), (10, 1));
+        let Workload::Density(args) = workload(&["density", "--test-registry", "127.0.0.1:5000"]) else {
+            panic!("not density")
+        };
+        assert_eq!(args.pods.get(), 20);
+        assert_eq!(args.registry.test_registry.as_deref(), Some("127.0.0.1:5000"));
+        assert!(parse(&["bench", "density", "--burst", "3"]).is_err());
+    }
+
     #[test]
     fn bench_pull() {
-        let cli = parse(&["bench", "pull", "--compare", "unix:///b.sock", "--iterations", "3"]).unwrap();
-        let Some(Command::Bench { workload: Workload::Pull(args) }) = cli.command else { panic!("not bench pull") };
-        assert_eq!(args.endpoint, DEFAULT_ENDPOINT);
-        assert_eq!(args.compare.as_deref(), Some("unix:///b.sock"));
+        let Workload::Pull(args) = workload(&["pull", "--compare", "unix:///b.sock", "--iterations", "3"]) else {
+            panic!("not pull")
+        };
+        assert_eq!(args.targets.endpoint, DEFAULT_ENDPOINT);
+        assert_eq!(args.targets.compare.as_deref(), Some("unix:///b.sock"));
         assert_eq!(args.iterations.get(), 3);
         assert!(args.registry.test_registry.is_none());
-
-        let defaults = parse(&["bench", "pull"]).unwrap();
-        let Some(Command::Bench { workload: Workload::Pull(args) }) = defaults.command else {
-            panic!("not bench pull")
-        };
+        let Workload::Pull(args) = workload(&["pull"]) else { panic!("not pull") };
         assert_eq!(args.iterations.get(), 5);
         assert!(parse(&["bench", "pull", "--iterations", "0"]).is_err());
         assert!(parse(&["--endpoint", "/run/x.sock", "bench", "pull"]).is_err());
     }
 
     #[test]
-    fn bench_runp() {
-        let runp = |args: &[&str]| {
-            let all = [&["bench", "runp"], args].concat();
-            let Some(Command::Bench { workload: Workload::Runp(args) }) = parse(&all).unwrap().command else {
-                panic!("not bench runp")
-            };
-            args
-        };
-        let args = runp(&["--count", "3", "--compare", "unix:///b.sock", "--json", "/tmp/r.json"]);
-        assert_eq!(args.endpoint, DEFAULT_ENDPOINT);
-        assert_eq!(args.compare.as_deref(), Some("unix:///b.sock"));
-        assert_eq!(args.count.get(), 3);
-        assert_eq!(args.json.as_deref(), Some(Path::new("/tmp/r.json")));
-        assert_eq!(runp(&[]).count.get(), 10);
-        assert_eq!(runp(&["--iterations", "4"]).count.get(), 4);
-        assert!(parse(&["bench", "runp", "--count", "0"]).is_err());
-        assert!(parse(&["bench", "runp", "--test-registry", "127.0.0.1:5000"]).is_err());
-    }
+    fn bench_floor() {
+        let Workload::Floor(defaults) = workload(&["floor"]) else { panic!("not floor") };
+        assert_eq!(defaults.count.get(), 10);
+        assert_eq!(defaults.json, None);
+        let (config, expected) = (defaults.floor.config(), FloorConfig::default());
+        assert_eq!(config.cni_conf_dir, expected.cni_conf_dir);
+        assert_eq!(config.cni_bin_dirs, expected.cni_bin_dirs);
+        assert_eq!(config.runtime, expected.runtime);
 
-    #[test]
-    fn bench_containers() {
-        let cli = parse(&[
-            "bench",
-            "containers",
+        let Workload::Floor(args) = workload(&[
+            "floor",
             "--count",
-            "3",
-            "--compare",
-            "unix:///b.sock",
-            "--test-registry",
-            "127.0.0.1:5000",
-        ])
-        .unwrap();
-        let Some(Command::Bench { workload: Workload::Containers(args) }) = cli.command else {
-            panic!("not bench containers")
+            "2",
+            "--cni-conf-dir",
+            "/tmp/net.d",
+            "--cni-bin-dir",
+            "/a",
+            "--cni-bin-dir",
+            "/b",
+            "--runtime",
+            "/usr/bin/crun",
+            "--json",
+            "/tmp/f.json",
+        ]) else {
+            panic!("not floor")
         };
-        assert_eq!(args.endpoint, DEFAULT_ENDPOINT);
-        assert_eq!(args.compare.as_deref(), Some("unix:///b.sock"));
-        assert_eq!(args.count.get(), 3);
-        assert_eq!(args.registry.test_registry.as_deref(), Some("127.0.0.1:5000"));
-        assert!(parse(&["bench", "containers", "--count", "0"]).is_err());
+        assert_eq!(args.count.get(), 2);
+        let config = args.floor.config();
+        assert_eq!(config.cni_conf_dir, Path::new("/tmp/net.d"));
+        assert_eq!(config.cni_bin_dirs, [Path::new("/a"), Path::new("/b")]);
+        assert_eq!(config.runtime, Path::new("/usr/bin/crun"));
+        assert_eq!(args.json.as_deref(), Some(Path::new("/tmp/f.json")));
+        assert!(parse(&["bench", "floor", "--count", "0"]).is_err());
+        assert!(parse(&["bench", "floor", "--endpoint", "/run/x.sock"]).is_err());
     }
 }

@@ -1,21 +1,28 @@
 //! Benchmarks: a workload timed against one CRI endpoint, or two interleaved, reported as
 //! percentiles of wall time. One module per workload.
 
-pub mod containers;
+mod all;
+pub mod burst;
+pub mod density;
 pub mod floor;
+mod host;
+mod pods;
 pub mod pull;
 mod report;
-pub mod runp;
+pub mod sequential;
 mod stats;
 
 use std::time::Duration;
 
+pub use all::{AllReport, TargetCheck, TargetsTable};
+pub use host::CpuSeconds;
 pub use report::{BenchReport, EndpointTimes, Ratio};
 pub use stats::Summary;
 
 use crate::client::{CriClient, Endpoint};
 
 /// An endpoint a workload runs against.
+#[derive(Clone)]
 pub struct Target {
     pub endpoint: Endpoint,
     pub client: CriClient,

@@ -34,6 +34,7 @@ pub struct EndpointTimes {
 pub struct Ratio {
     pub p50: f64,
     pub p90: f64,
+    pub p99: f64,
     pub max: f64,
 }
 
@@ -58,6 +59,7 @@ impl BenchReport {
             [first, second] => Some(Ratio {
                 p50: first.summary.p50 / second.summary.p50,
                 p90: first.summary.p90 / second.summary.p90,
+                p99: first.summary.p99 / second.summary.p99,
                 max: first.summary.max / second.summary.max,
             }),
             _ => None,
@@ -68,25 +70,44 @@ impl BenchReport {
 
 impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const RATIO: &str = "first / second";
         writeln!(f, "{}: {}, {} iterations", self.workload, self.what, self.iterations)?;
-        let width = self.endpoints.iter().map(|e| e.endpoint.len()).chain([RATIO.len(), "endpoint".len()]).max();
-        let width = width.unwrap_or_default();
-        writeln!(f, "{:<width$}  {:>9}  {:>9}  {:>9}", "endpoint", "p50", "p90", "max")?;
-        for times in &self.endpoints {
-            let Summary { p50, p90, max } = times.summary;
-            let seconds = |s: f64| format!("{s:.3}s");
-            writeln!(f, "{:<width$}  {:>9}  {:>9}  {:>9}", times.endpoint, seconds(p50), seconds(p90), seconds(max))?;
-        }
-        if let Some(Ratio { p50, p90, max }) = self.ratio {
-            let times = |r: f64| format!("{r:.2}x");
-            writeln!(f, "{RATIO:<width$}  {:>9}  {:>9}  {:>9}", times(p50), times(p90), times(max))?;
-        }
+        write_table(f, None, &[self])?;
         for note in &self.notes {
             writeln!(f, "note: {note}")?;
         }
         Ok(())
     }
+}
+
+const RATIO: &str = "first / second";
+
+/// One table of several measurements of the same endpoints: a row per endpoint, and the ratio's
+/// row when there are two. `label` heads a first column naming each measurement (its workload).
+pub(super) fn write_table(f: &mut fmt::Formatter<'_>, label: Option<&str>, reports: &[&BenchReport]) -> fmt::Result {
+    let names = reports.iter().flat_map(|r| r.endpoints.iter().map(|e| e.endpoint.len()));
+    let width = names.chain([RATIO.len(), "endpoint".len()]).max().unwrap_or_default();
+    let label_width = match label {
+        Some(label) => reports.iter().map(|r| r.workload.len()).chain([label.len()]).max().unwrap_or_default() + 2,
+        None => 0,
+    };
+    let row = |f: &mut fmt::Formatter<'_>, first: &str, name: &str, cells: [String; 4]| {
+        let [p50, p90, p99, max] = cells;
+        writeln!(f, "{first:<label_width$}{name:<width$}  {p50:>9}  {p90:>9}  {p99:>9}  {max:>9}")
+    };
+    let heads = ["p50", "p90", "p99", "max"].map(str::to_owned);
+    row(f, label.unwrap_or_default(), "endpoint", heads)?;
+    for report in reports {
+        let mut first = if label.is_some() { report.workload } else { "" };
+        for times in &report.endpoints {
+            let Summary { p50, p90, p99, max } = times.summary;
+            row(f, first, &times.endpoint, [p50, p90, p99, max].map(|s| format!("{s:.3}s")))?;
+            first = "";
+        }
+        if let Some(Ratio { p50, p90, p99, max }) = report.ratio {
+            row(f, "", RATIO, [p50, p90, p99, max].map(|r| format!("{r:.2}x")))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -106,8 +127,8 @@ mod tests {
         assert_eq!(
             report.to_string(),
             "pull: cold, 2 iterations\n\
-             endpoint                  p50        p90        max\n\
-             unix:///run/a.sock     0.100s     0.200s     0.200s\n"
+             endpoint                  p50        p90        p99        max\n\
+             unix:///run/a.sock     0.100s     0.200s     0.200s     0.200s\n"
         );
     }
 
@@ -122,9 +143,9 @@ mod tests {
             vec![(&a, ms(&[400, 800, 1600])), (&b, ms(&[200, 400, 800]))],
             notes,
         );
-        assert_eq!(report.ratio, Some(Ratio { p50: 2.0, p90: 2.0, max: 2.0 }));
+        assert_eq!(report.ratio, Some(Ratio { p50: 2.0, p90: 2.0, p99: 2.0, max: 2.0 }));
         let text = report.to_string();
-        assert!(text.contains("\nfirst / second          2.00x      2.00x      2.00x\n"), "{text}");
+        assert!(text.contains("\nfirst / second          2.00x      2.00x      2.00x      2.00x\n"), "{text}");
         assert!(text.ends_with("note: layers stayed\n"), "{text}");
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["endpoints"][1]["endpoint"], "unix:///run/b.sock");

@@ -9,6 +9,7 @@ use serde::Serialize;
 pub struct Summary {
     pub p50: f64,
     pub p90: f64,
+    pub p99: f64,
     pub max: f64,
 }
 
@@ -21,6 +22,7 @@ impl Summary {
         Some(Summary {
             p50: percentile(&sorted, 50).as_secs_f64(),
             p90: percentile(&sorted, 90).as_secs_f64(),
+            p99: percentile(&sorted, 99).as_secs_f64(),
             max: max.as_secs_f64(),
         })
     }
@@ -56,9 +58,9 @@ mod tests {
     #[test]
     fn summary_sorts_its_samples() {
         let summary = Summary::of(&ms(&[500, 100, 300, 200, 400])).unwrap();
-        assert_eq!(summary, Summary { p50: 0.3, p90: 0.5, max: 0.5 });
+        assert_eq!(summary, Summary { p50: 0.3, p90: 0.5, p99: 0.5, max: 0.5 });
         let one = Summary::of(&ms(&[250])).unwrap();
-        assert_eq!(one, Summary { p50: 0.25, p90: 0.25, max: 0.25 });
+        assert_eq!(one, Summary { p50: 0.25, p90: 0.25, p99: 0.25, max: 0.25 });
         assert_eq!(Summary::of(&[]), None);
     }
 }
