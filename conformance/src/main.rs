@@ -114,7 +114,7 @@ struct AllArgs {
     targets: TargetArgs,
     #[command(flatten)]
     registry: RegistryArgs,
-    /// Sequential pods, and cold pulls, per endpoint.
+    /// Sequential pods, cold pulls and floor pods, per endpoint.
     #[arg(long, default_value = "10")]
     count: NonZeroUsize,
     /// Pods in a burst.
@@ -123,6 +123,11 @@ struct AllArgs {
     /// Pods held at once.
     #[arg(long, value_name = "D", default_value = "20")]
     density: NonZeroUsize,
+    /// Leave out the floor (which needs root, a CNI network and an OCI runtime).
+    #[arg(long, conflicts_with_all = ["cni_conf_dir", "cni_bin_dirs", "runtime"])]
+    no_floor: bool,
+    #[command(flatten)]
+    floor: FloorArgs,
 }
 
 #[derive(Args)]
@@ -292,7 +297,7 @@ async fn run_suite(args: SuiteArgs) -> anyhow::Result<ExitCode> {
     Ok(if report.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// Every workload in turn, each section printed as soon as it is done, then the whole report.
+/// Every workload in turn, each section printed as soon as it is done, then the targets.
 async fn bench_all(args: AllArgs) -> anyhow::Result<ExitCode> {
     let targets = targets(&args.targets).await?;
     let (images, _lab) = test_images(&args.registry, false).await?;
@@ -304,7 +309,17 @@ async fn bench_all(args: AllArgs) -> anyhow::Result<ExitCode> {
     println!("{density}");
     let pull = bench::pull::run(&targets, &images, args.count).await?;
     println!("{pull}");
-    let all = bench::AllReport::new(sequential, burst, density, pull);
+    let floor = match args.no_floor {
+        true => None,
+        false => {
+            let floor = bench::floor::run(&args.floor.config(), args.count)
+                .await
+                .context("the floor (--no-floor leaves it out)")?;
+            println!("{floor}");
+            Some(floor)
+        }
+    };
+    let all = bench::AllReport::new(sequential, burst, density, pull, floor);
     print!("{}", all.targets_table());
     write_json(args.targets.json.as_deref(), &all)?;
     Ok(ExitCode::SUCCESS)
@@ -412,7 +427,21 @@ mod tests {
         let Some(Command::Bench(defaults)) = parse(&["bench"]).unwrap().command else { panic!("not bench") };
         assert!(defaults.workload.is_none());
         assert_eq!((defaults.all.count.get(), defaults.all.burst.get(), defaults.all.density.get()), (10, 10, 20));
+        assert!(!defaults.all.no_floor);
+        assert_eq!(defaults.all.floor.config().runtime, FloorConfig::default().runtime);
         assert!(parse(&["bench", "--density", "0"]).is_err());
+
+        let Some(Command::Bench(floor)) =
+            parse(&["bench", "--cni-conf-dir", "/n", "--cni-bin-dir", "/b", "--runtime", "/crun"]).unwrap().command
+        else {
+            panic!("not bench")
+        };
+        let config = floor.all.floor.config();
+        assert_eq!((config.cni_conf_dir, config.cni_bin_dirs), ("/n".into(), vec!["/b".into()]));
+        assert_eq!(config.runtime, Path::new("/crun"));
+        let Some(Command::Bench(no_floor)) = parse(&["bench", "--no-floor"]).unwrap().command else { panic!() };
+        assert!(no_floor.all.no_floor);
+        assert!(parse(&["bench", "--no-floor", "--runtime", "/crun"]).is_err());
         // The all-in-one's options belong to it, not to a workload named after them.
         assert!(parse(&["bench", "--count", "3", "pull"]).is_err());
         assert!(parse(&["bench", "runp"]).is_err());
