@@ -450,7 +450,8 @@ mod tests {
 
     #[test]
     fn bench_sequential() {
-        let Workload::Sequential(args) = workload(&["sequential", "--count", "3", "--compare", "unix:///b.sock"]) else {
+        let Workload::Sequential(args) = workload(&["sequential", "--count", "3", "--compare", "unix:///b.sock"])
+        else {
             panic!("not sequential")
         };
         assert_eq!(args.targets.endpoint, DEFAULT_ENDPOINT);

@@ -204,10 +204,7 @@ mod tests {
         let (sequential, burst, density, pull) = reports(&["/a.sock", "/b.sock"], 2);
         let all = AllReport::new(sequential, burst, density, pull, None);
         let checked: Vec<_> = all.targets.iter().map(|t| (t.ratio, t.met)).collect();
-        assert_eq!(
-            checked,
-            [(Some(0.5), Some(true)), (Some(0.5), Some(true)), (Some(0.5), Some(false)), (None, None)]
-        );
+        assert_eq!(checked, [(Some(0.5), Some(true)), (Some(0.5), Some(true)), (Some(0.5), Some(false)), (None, None)]);
         let table = all.targets_table().to_string();
         assert!(table.contains("\nburst wall time, p50, vs the second endpoint  "), "{table}");
         assert!(table.contains("    0.33x    0.50x  NO\n"), "{table}");

@@ -31,10 +31,7 @@ pub async fn run(
     pods: NonZeroUsize,
     rounds: NonZeroUsize,
 ) -> Result<BurstReport, BenchError> {
-    let mut prepared = Vec::with_capacity(targets.len());
-    for target in targets {
-        prepared.push(Arc::new(pods::prepare(target, images).await?));
-    }
+    let prepared: Vec<_> = pods::prepare_all(targets, images).await?.into_iter().map(Arc::new).collect();
     let measured = measure(targets, &prepared, pods, rounds).await;
     for (target, prepared) in targets.iter().zip(&prepared) {
         prepared.finish(target).await?;
@@ -116,7 +113,8 @@ mod tests {
     #[test]
     fn report_adds_the_rate() {
         let a = Endpoint::parse("/run/a.sock").unwrap();
-        let wall = BenchReport::new("burst", "10 pods".into(), 1, vec![(&a, vec![Duration::from_millis(2500)])], vec![]);
+        let wall =
+            BenchReport::new("burst", "10 pods".into(), 1, vec![(&a, vec![Duration::from_millis(2500)])], vec![]);
         let report = BurstReport { pods: 10, wall, pods_per_second: vec![4.0] };
         let text = report.to_string();
         assert!(text.starts_with("burst: 10 pods, 1 iterations\n"), "{text}");

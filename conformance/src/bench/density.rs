@@ -147,8 +147,7 @@ async fn per_pod(target: &Target, pod_ids: &[String]) -> Result<PerPod, BenchErr
         keepers.iter().filter_map(|(id, k)| Some((id.as_str(), host::rss_kib(k.pid)?))).collect();
     let pause_kib: HashMap<&str, u64> =
         pauses.iter().filter_map(|(id, &pid)| Some((*id, host::rss_kib(pid)?))).collect();
-    let overhead: Vec<u64> =
-        keeper_kib.iter().filter_map(|(id, keeper)| Some(keeper + pause_kib.get(id)?)).collect();
+    let overhead: Vec<u64> = keeper_kib.iter().filter_map(|(id, keeper)| Some(keeper + pause_kib.get(id)?)).collect();
     Ok(PerPod {
         keeper: keepers.values().next().map(|k| k.program.clone()),
         keepers_found: keeper_kib.len(),
@@ -185,7 +184,8 @@ type Row = (&'static str, String, Option<f64>);
 
 impl DensityLine {
     fn rows(&self) -> Vec<Row> {
-        let kib = |name, v: Option<u64>| (name, v.map_or("n/a".to_owned(), |v| format!("{v} KiB")), v.map(|v| v as f64));
+        let kib =
+            |name, v: Option<u64>| (name, v.map_or("n/a".to_owned(), |v| format!("{v} KiB")), v.map(|v| v as f64));
         let ms = |name, s: f64| (name, format!("{:.1}ms", s * 1000.0), Some(s));
         let cpu = |name, pick: fn(&CpuSeconds) -> f64| {
             let seconds = self.daemon_cpu.as_ref().map(pick);
@@ -228,7 +228,9 @@ impl fmt::Display for DensityReport {
         let widths: Vec<_> = columns
             .iter()
             .zip(&self.endpoints)
-            .map(|(rows, line)| rows.iter().map(|(_, v, _)| v.len()).chain([line.endpoint.len()]).max().unwrap_or(0) + 2)
+            .map(|(rows, line)| {
+                rows.iter().map(|(_, v, _)| v.len()).chain([line.endpoint.len()]).max().unwrap_or(0) + 2
+            })
             .collect();
         let mut head = " ".repeat(label_width);
         for (line, width) in self.endpoints.iter().zip(&widths) {
@@ -300,7 +302,10 @@ mod tests {
             endpoints: vec![line("unix:///run/a.sock", "crisp 0.1.0"), line("unix:///b", "containerd 1.6")],
         };
         let text = report.to_string();
-        assert!(text.contains("\n                       unix:///run/a.sock  unix:///b       first / second\n"), "{text}");
+        assert!(
+            text.contains("\n                       unix:///run/a.sock  unix:///b       first / second\n"),
+            "{text}"
+        );
         assert!(text.contains("\nruntime                crisp 0.1.0         containerd 1.6\n"), "{text}");
         assert!(text.contains("\nper-pod overhead p50   1000 KiB            1000 KiB        1.00x\n"), "{text}");
         assert!(text.contains("\nListContainers p99     4.0ms               4.0ms           1.00x\n"), "{text}");

@@ -55,6 +55,24 @@ pub(super) async fn prepare(target: &Target, images: &TestImages) -> Result<Prep
     })
 }
 
+/// [`prepare`] of every target; if one fails, those prepared before it are finished first.
+pub(super) async fn prepare_all(targets: &[Target], images: &TestImages) -> Result<Vec<Prepared>, BenchError> {
+    let mut prepared: Vec<Prepared> = Vec::with_capacity(targets.len());
+    for target in targets {
+        match prepare(target, images).await {
+            Ok(ready) => prepared.push(ready),
+            Err(error) => {
+                for (target, ready) in targets.iter().zip(&prepared) {
+                    // The failure to prepare is the one to report; this clean-up is best effort.
+                    let _ = ready.finish(target).await;
+                }
+                return Err(error);
+            }
+        }
+    }
+    Ok(prepared)
+}
+
 impl Prepared {
     /// A fresh pod's config, named after `purpose`.
     pub(super) fn pod(&self, purpose: &str) -> PodSandboxConfig {

@@ -67,10 +67,7 @@ struct Sample {
 /// Takes `count` pods through their life on each target, interleaving the targets, after one
 /// untimed pod each: the first pod a runtime runs may pull its pause image or warm caches.
 pub async fn run(targets: &[Target], images: &TestImages, count: NonZeroUsize) -> Result<SequentialReport, BenchError> {
-    let mut prepared = Vec::with_capacity(targets.len());
-    for target in targets {
-        prepared.push(pods::prepare(target, images).await?);
-    }
+    let prepared = pods::prepare_all(targets, images).await?;
     let measured = measure(targets, &prepared, count).await;
     for (target, prepared) in targets.iter().zip(&prepared) {
         prepared.finish(target).await?;
@@ -106,7 +103,11 @@ pub async fn run(targets: &[Target], images: &TestImages, count: NonZeroUsize) -
 }
 
 /// The warm-up pods, then `count` pods per target: each target's samples.
-async fn measure(targets: &[Target], prepared: &[Prepared], count: NonZeroUsize) -> Result<Vec<Vec<Sample>>, BenchError> {
+async fn measure(
+    targets: &[Target],
+    prepared: &[Prepared],
+    count: NonZeroUsize,
+) -> Result<Vec<Vec<Sample>>, BenchError> {
     for (target, prepared) in targets.iter().zip(prepared) {
         one_pod(target, prepared, "bench-warm-up").await?;
     }
@@ -183,7 +184,8 @@ mod tests {
     fn report_is_one_table_of_steps() {
         let ms = |values: &[u64]| values.iter().map(|&v| Duration::from_millis(v)).collect::<Vec<_>>();
         let (a, b) = (Endpoint::parse("/run/a.sock").unwrap(), Endpoint::parse("/run/b.sock").unwrap());
-        let step = |name| BenchReport::new(name, "x".into(), 2, vec![(&a, ms(&[100, 300])), (&b, ms(&[200, 600]))], vec![]);
+        let step =
+            |name| BenchReport::new(name, "x".into(), 2, vec![(&a, ms(&[100, 300])), (&b, ms(&[200, 600]))], vec![]);
         let report = SequentialReport {
             iterations: 2,
             steps: STEPS.iter().map(|s| step(s)).collect(),
@@ -196,10 +198,19 @@ mod tests {
         };
         let text = report.to_string();
         assert!(text.contains("\nstep              endpoint                  p50 "), "{text}");
-        assert!(text.contains("\nRunPodSandbox     unix:///run/a.sock     0.100s     0.300s     0.300s     0.300s\n"), "{text}");
-        assert!(text.contains("\n                  first / second          0.50x      0.50x      0.50x      0.50x\n"), "{text}");
+        assert!(
+            text.contains("\nRunPodSandbox     unix:///run/a.sock     0.100s     0.300s     0.300s     0.300s\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n                  first / second          0.50x      0.50x      0.50x      0.50x\n"),
+            "{text}"
+        );
         assert!(text.contains("\npod running       unix:///run/a.sock "), "{text}");
-        assert!(text.ends_with("unix:///run/a.sock (crisp 0.1.0): crisp-monitor RSS p50 900 KiB, max 1000 KiB\n"), "{text}");
+        assert!(
+            text.ends_with("unix:///run/a.sock (crisp 0.1.0): crisp-monitor RSS p50 900 KiB, max 1000 KiB\n"),
+            "{text}"
+        );
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["steps"][6]["workload"], "RemovePodSandbox");
         assert_eq!(json["pod_running"]["endpoints"][1]["p99"], 0.6);
