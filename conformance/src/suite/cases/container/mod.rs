@@ -238,7 +238,7 @@ fn security(config: &mut ContainerConfig) -> &mut LinuxContainerSecurityContext 
 async fn try_create(context: &mut Context, pod: &Pod, config: &ContainerConfig) -> Result<String, tonic::Status> {
     let request = CreateContainerRequest {
         pod_sandbox_id: pod.id.clone(),
-        config: Some(config.clone()),
+        config: Some(with_pod_namespaces(config, &pod.config)),
         sandbox_config: Some(pod.config.clone()),
     };
     let id = context.client.runtime.create_container(request).await?.into_inner().container_id;
@@ -247,6 +247,20 @@ async fn try_create(context: &mut Context, pod: &Pod, config: &ContainerConfig) 
     }
     context.made_container(id.clone());
     Ok(id)
+}
+
+/// `config` with the pod's namespace modes where the case set none, as the kubelet sends every
+/// container: without them the CRI's defaults (POD for each) apply, and runtimes differ on
+/// whether a container asking for the pod's PID namespace gets one in a pod that has none.
+fn with_pod_namespaces(config: &ContainerConfig, pod: &PodSandboxConfig) -> ContainerConfig {
+    let mut config = config.clone();
+    let pod_options =
+        pod.linux.as_ref().and_then(|l| l.security_context.as_ref()).and_then(|s| s.namespace_options.clone());
+    let security = security(&mut config);
+    if security.namespace_options.is_none() {
+        security.namespace_options = pod_options;
+    }
+    config
 }
 
 /// CreateContainer, which must succeed.
