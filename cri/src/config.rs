@@ -35,6 +35,8 @@ pub struct Config {
 pub struct ServerConfig {
     /// The unix socket the CRI is served on.
     pub listen: PathBuf,
+    /// The group (name or numeric ID) whose members may use the socket, besides root.
+    pub group: String,
     /// Persistent state: images, containers, pods.
     pub root: PathBuf,
     /// Runtime state that a reboot clears.
@@ -47,6 +49,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: "/run/crisp/crisp.sock".into(),
+            group: "root".into(),
             root: "/var/lib/crisp".into(),
             state: "/run/crisp".into(),
             log_level: LogLevel::Info,

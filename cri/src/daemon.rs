@@ -13,7 +13,7 @@ use crisp_pod::{PodError, Pods, PodsConfig};
 use crisp_runtime::container::{ContainerError, Containers, ContainersConfig};
 use crisp_runtime::oci::OciRuntime;
 use crisp_runtime::spec::HostFeatures;
-use crisp_runtime::{Handler, HandlerFeatures, HandlerName, OomScoreAdjPolicy};
+use crisp_runtime::{Handler, HandlerError, HandlerFeatures, HandlerName, OomScoreAdjPolicy};
 
 use crate::config::Config;
 use crate::streaming::Streaming;
@@ -23,8 +23,9 @@ pub struct Daemon {
     /// The configured runtime handlers, validated.
     pub handlers: Vec<Handler>,
     pub default_handler: HandlerName,
-    /// What each handler's runtime offers on this kernel, asked once at start.
-    handler_features: BTreeMap<HandlerName, HandlerFeatures>,
+    /// What each handler's runtime offers on this kernel, or why it is not usable, asked once
+    /// at start.
+    handler_probes: BTreeMap<HandlerName, Result<HandlerFeatures, HandlerError>>,
     pub oom_score_adj: OomScoreAdjPolicy,
     /// The node's pod CIDR from the kubelet's last `UpdateRuntimeConfig`.
     pub pod_cidr: RwLock<Option<PodCidr>>,
@@ -80,9 +81,11 @@ impl Daemon {
         let handlers = config.runtime.handlers()?;
         let default_handler = HandlerName::new(&config.runtime.default_handler)?;
         let host = HostFeatures::detect().map_err(DaemonError::Host)?;
-        let mut handler_features = BTreeMap::new();
-        for handler in &handlers {
-            handler_features.insert(handler.name.clone(), handler.probe_features(host.kernel).await);
+        // A broken handler fails only the pods asking for it, saying why, not the daemon.
+        let probes = futures::future::join_all(handlers.iter().map(|h| h.probe(host.kernel))).await;
+        let handler_probes: BTreeMap<_, _> = handlers.iter().map(|h| h.name.clone()).zip(probes).collect();
+        for e in handler_probes.values().filter_map(|probe| probe.as_ref().err()) {
+            tracing::error!("{e}: pods asking for it fail until crisp is restarted with it fixed");
         }
         let oom_score_adj =
             OomScoreAdjPolicy::detect(config.runtime.restrict_oom_score_adj).map_err(DaemonError::OomScoreAdj)?;
@@ -136,7 +139,7 @@ impl Daemon {
             config,
             handlers,
             default_handler,
-            handler_features,
+            handler_probes,
             oom_score_adj,
             pod_cidr: RwLock::new(None),
             images,
@@ -174,9 +177,19 @@ impl Daemon {
         self.pause_image.as_ref()
     }
 
-    /// What `handler`'s runtime offers; nothing for a handler crisp does not have.
+    /// What `handler`'s runtime offers; nothing for a handler crisp does not have or cannot use.
     pub fn handler_features(&self, handler: &HandlerName) -> HandlerFeatures {
-        self.handler_features.get(handler).copied().unwrap_or_default()
+        self.handler_probes.get(handler).and_then(|probe| probe.as_ref().ok()).copied().unwrap_or_default()
+    }
+
+    /// Whether the handler a pod asks for (empty: the default) was found usable at start. One
+    /// crisp does not have is for the pods to refuse, as unknown.
+    pub fn usable_handler(&self, handler: &str) -> Result<(), HandlerError> {
+        let name = if handler.is_empty() { self.default_handler.as_str() } else { handler };
+        match self.handler_probes.iter().find(|(n, _)| n.as_str() == name) {
+            Some((_, Err(e))) => Err(e.clone()),
+            _ => Ok(()),
+        }
     }
 
     pub fn default_handler(&self) -> &Handler {

@@ -32,6 +32,8 @@ pub enum ServerError {
     Io { path: PathBuf, source: io::Error },
     #[error("another crisp already serves {0}: stop it first")]
     SocketInUse(PathBuf),
+    #[error("server.group {group:?}: {reason}")]
+    SocketGroup { group: String, reason: String },
     #[error("{0} exists and is not a socket: refusing to replace it")]
     NotASocket(PathBuf),
     #[error("another crisp holds the root {path} (lock {lock}): stop it first")]
@@ -57,6 +59,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         fs::DirBuilder::new().recursive(true).mode(0o711).create(dir).map_err(io_err(dir))?;
     }
     let _lock = lock_root(&config.server.root)?;
+    let gid = socket_group(&config.server.group)?;
     let daemon = Arc::new(Daemon::new(config).await?);
     // Containers undone at start, or whose creation was cut short, held their images.
     crate::service::release_stale_holds(&daemon).await;
@@ -75,7 +78,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     tracing::info!(url = daemon.streaming.base_url(), "streaming server for exec, attach and port-forward");
 
     let socket = daemon.config.server.listen.clone();
-    let listener = bind(&socket)?;
+    let listener = bind(&socket, gid)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(ServerError::Signal)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(ServerError::Signal)?;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
@@ -131,9 +134,9 @@ fn lock_root(root: &Path) -> Result<Flock<File>, ServerError> {
     Ok(lock)
 }
 
-/// Binds the socket with mode 0660. A socket file nobody answers on is left over from a crash
-/// and replaced; one a live daemon answers on is not.
-fn bind(path: &Path) -> Result<UnixListener, ServerError> {
+/// Binds the socket, root's and group `gid`'s (mode 0660). A socket file nobody answers on is left
+/// over from a crash and replaced; one a live daemon answers on is not.
+fn bind(path: &Path, gid: u32) -> Result<UnixListener, ServerError> {
     if let Some(dir) = path.parent() {
         fs::DirBuilder::new().recursive(true).mode(0o711).create(dir).map_err(io_err(dir))?;
     }
@@ -141,15 +144,50 @@ fn bind(path: &Path) -> Result<UnixListener, ServerError> {
         Ok(meta) if !meta.file_type().is_socket() => return Err(ServerError::NotASocket(path.to_owned())),
         Ok(_) => match UnixStream::connect(path) {
             Ok(_) => return Err(ServerError::SocketInUse(path.to_owned())),
-            Err(_) => {
-                tracing::info!(socket = %path.display(), "replacing a stale socket");
-                fs::remove_file(path).map_err(io_err(path))?;
-            }
+            Err(_) => tracing::info!(socket = %path.display(), "replacing a stale socket"),
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(path)(e)),
     }
-    let listener = UnixListener::bind(path).map_err(io_err(path))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o660)).map_err(io_err(path))?;
-    Ok(listener)
+    // The socket is made in a directory only root can enter and gets its owner and mode there,
+    // so that at its final path it was never open to anyone else; the rename also replaces a
+    // stale socket in one step. (The umask is process-wide and other threads already run.)
+    let staging = staging_dir(path);
+    if let Err(e) = fs::remove_dir_all(&staging)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        return Err(io_err(&staging)(e));
+    }
+    fs::DirBuilder::new().mode(0o700).create(&staging).map_err(io_err(&staging))?;
+    let staged = staging.join("s");
+    let bound = std::os::unix::net::UnixListener::bind(&staged)
+        .and_then(|listener| {
+            std::os::unix::fs::chown(&staged, None, Some(gid))?;
+            fs::set_permissions(&staged, fs::Permissions::from_mode(0o660))?;
+            fs::rename(&staged, path)?;
+            listener.set_nonblocking(true)?;
+            Ok(listener)
+        })
+        .map_err(io_err(path));
+    let _ = fs::remove_dir_all(&staging);
+    UnixListener::from_std(bound?).map_err(io_err(path))
+}
+
+/// Beside the socket, so that the rename stays on one filesystem.
+fn staging_dir(socket: &Path) -> PathBuf {
+    let name = socket.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    socket.with_file_name(format!(".{name}.bind"))
+}
+
+/// `[server] group`: a numeric ID as it is, a name looked up in the host's group database.
+fn socket_group(group: &str) -> Result<u32, ServerError> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    let missing = |reason: String| ServerError::SocketGroup { group: group.to_owned(), reason };
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(found)) => Ok(found.gid.as_raw()),
+        Ok(None) => Err(missing("no such group on this host".into())),
+        Err(e) => Err(missing(format!("looking it up: {e}"))),
+    }
 }

@@ -54,6 +54,15 @@ impl ToStatus for crisp_image::PullError {
     }
 }
 
+impl ToStatus for crisp_runtime::HandlerError {
+    fn to_status(self) -> Status {
+        match self {
+            crisp_runtime::HandlerError::InvalidName(_) => Status::invalid_argument(self.to_string()),
+            crisp_runtime::HandlerError::Unusable { .. } => Status::failed_precondition(self.to_string()),
+        }
+    }
+}
+
 impl ToStatus for &crisp_pod::PodError {
     fn to_status(self) -> Status {
         use crisp_pod::PodError as E;

@@ -201,3 +201,78 @@ async fn sigterm_with_an_rpc_stuck_in_flight_exits_after_the_drain_cap() {
     assert!(!lab.socket().exists());
     assert!(pull.await.unwrap().is_err(), "the stuck pull cannot have succeeded");
 }
+
+/// A RunPodSandbox in flight when SIGTERM comes (its CNI ADD takes 2 s) completes for the
+/// client; crisp exits 0 after it, its record on disk. The running container lives on across
+/// the stop, and after a restart both the pod and the container are there as they were.
+#[tokio::test]
+async fn sigterm_lets_an_rpc_in_flight_finish_and_leaves_containers_running() {
+    use common::containers::{Options, setup_configured};
+    use k8s_cri::v1::{ContainerState, PodSandboxState, PodSandboxStatusRequest, RemovePodSandboxRequest};
+
+    // The real bridge plugin, slowed down on ADD once the test asks, saying when it starts.
+    let mut s = setup_configured(80, Options::default(), |lab| {
+        let bin = lab.path("cni-bin");
+        fs::create_dir_all(&bin).unwrap();
+        let plugin = bin.join("slowbridge");
+        let (slow, started) = (lab.path("slow-add"), lab.path("add-started"));
+        fs::write(
+            &plugin,
+            format!(
+                "#!/bin/sh\nif [ \"$CNI_COMMAND\" = ADD ] && [ -e {slow:?} ]; then touch {started:?}; sleep 2; fi\nexec /usr/lib/cni/bridge\n"
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&plugin, fs::Permissions::from_mode(0o755)).unwrap();
+        let conflist = lab.cni_dir().join("10-e2e.conflist");
+        let text = fs::read_to_string(&conflist).unwrap().replace("\"type\": \"bridge\"", "\"type\": \"slowbridge\"");
+        fs::write(&conflist, text).unwrap();
+        // Into the lab's [network] table, which the config's extra text follows.
+        format!("plugin_dirs = [{bin:?}, \"/usr/lib/cni\"]\n")
+    })
+    .await;
+    let sleeper = s.run(s.config("sleeper", &["sleep", "1000"])).await;
+    let sleeper_pid = s.pid(&sleeper).await;
+
+    fs::write(s.lab.path("slow-add"), "").unwrap();
+    let mut client = s.daemon.client().await;
+    let mut late = s.pod_config.clone();
+    late.metadata.as_mut().unwrap().name = "late".into();
+    late.metadata.as_mut().unwrap().uid = "late-uid".into();
+    let request = k8s_cri::v1::RunPodSandboxRequest { config: Some(late), runtime_handler: String::new() };
+    let run = tokio::spawn(async move { client.runtime.run_pod_sandbox(request).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !s.lab.path("add-started").exists() {
+        assert!(std::time::Instant::now() < deadline, "the CNI ADD never started:\n{}", s.daemon.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    s.daemon.signal(libc::SIGTERM);
+    let late_id = match run.await.unwrap() {
+        Ok(r) => r.into_inner().pod_sandbox_id,
+        Err(e) => panic!("the RunPodSandbox in flight failed: {e}\n{}", s.daemon.logs()),
+    };
+    let status = s.daemon.wait_exit(Duration::from_secs(20)).await;
+    assert_eq!(status.code(), Some(0), "{}", s.daemon.logs());
+    assert!(!s.daemon.logs().contains("stopping anyway"), "{}", s.daemon.logs());
+    let record = s.lab.path(&format!("root/pods/{late_id}/sandbox.json"));
+    assert!(record.exists(), "no record of the pod made during the drain");
+    // The container's init is still the sleep it was.
+    let comm = fs::read_to_string(format!("/proc/{sleeper_pid}/comm")).unwrap_or_default();
+    assert_eq!(comm.trim(), "sleep", "the container did not outlive the daemon");
+
+    fs::remove_file(s.lab.path("slow-add")).unwrap();
+    s.daemon = s.lab.start();
+    s.client = s.daemon.client().await;
+    let running = s.status(&sleeper).await;
+    assert_eq!(running.state, ContainerState::ContainerRunning as i32);
+    assert_eq!(s.pid(&sleeper).await, sleeper_pid);
+    for id in [&s.pod, &late_id] {
+        let request = PodSandboxStatusRequest { pod_sandbox_id: id.clone(), verbose: false };
+        let pod = s.client.runtime.pod_sandbox_status(request).await.unwrap().into_inner().status.unwrap();
+        assert_eq!(pod.state, PodSandboxState::SandboxReady as i32, "pod {id}");
+    }
+    let request = RemovePodSandboxRequest { pod_sandbox_id: late_id };
+    s.client.runtime.remove_pod_sandbox(request).await.unwrap();
+    s.teardown().await;
+}

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HandlerError {
     #[error("invalid runtime handler name {0:?}: use lowercase letters, digits and '-', at most 63 characters")]
     InvalidName(String),
@@ -70,20 +70,51 @@ pub struct HandlerFeatures {
 /// The first kernel with `mount_setattr(2)`, which `rro` needs.
 const RRO_KERNEL: (u32, u32) = (5, 12);
 
-/// How long the runtime may take to describe itself at start.
-const FEATURES_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the runtime may take to answer each question at start: a hung binary must not hold
+/// the daemon's start.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Handler {
-    /// Asks the runtime (`runc features`, which runc has had since 1.1) on this kernel. A runtime
-    /// without the command, or that does not answer in time, offers nothing.
-    pub async fn probe_features(&self, kernel: (u32, u32)) -> HandlerFeatures {
-        let mut command = tokio::process::Command::new(&self.path);
-        command.arg("features").stdin(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-        command.kill_on_drop(true);
-        let answer = tokio::time::timeout(FEATURES_TIMEOUT, command.output()).await;
-        match answer {
-            Ok(Ok(out)) if out.status.success() => features_from(&out.stdout, kernel),
+    /// Whether the runtime is usable, and what it offers on this kernel. It must be an
+    /// executable that answers `--version`; `features` (runc has it since 1.1) is optional: a
+    /// runtime without the command, or whose answer fails, offers nothing beyond the basics.
+    pub async fn probe(&self, kernel: (u32, u32)) -> Result<HandlerFeatures, HandlerError> {
+        self.check()?;
+        let unusable =
+            |reason: String| HandlerError::Unusable { name: self.name.clone(), path: self.path.clone(), reason };
+        let version = self.ask("--version").await.map_err(unusable)?;
+        if !version.status.success() {
+            let said = String::from_utf8_lossy(&version.stderr).lines().next().unwrap_or_default().to_owned();
+            return Err(unusable(format!("`--version` failed ({}): {said}", version.status)));
+        }
+        Ok(match self.ask("features").await {
+            Ok(out) if out.status.success() => features_from(&out.stdout, kernel),
             _ => HandlerFeatures::default(),
+        })
+    }
+
+    /// Runs the runtime with one argument, for at most [`PROBE_TIMEOUT`]. The runtime runs in a
+    /// process group of its own, killed whole on the timeout, so that nothing it started is left.
+    async fn ask(&self, arg: &str) -> Result<std::process::Output, String> {
+        let mut command = tokio::process::Command::new(&self.path);
+        command
+            .arg(arg)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let child = command.spawn().map_err(|e| format!("cannot run it: {e}"))?;
+        let group = child.id().and_then(|pid| i32::try_from(pid).ok());
+        match tokio::time::timeout(PROBE_TIMEOUT, child.wait_with_output()).await {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(e)) => Err(format!("`{arg}`: {e}")),
+            Err(_) => {
+                if let Some(group) = group {
+                    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), nix::sys::signal::SIGKILL);
+                }
+                Err(format!("`{arg}` did not answer within {PROBE_TIMEOUT:?}"))
+            }
         }
     }
 }
@@ -144,12 +175,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn runtimes_that_cannot_say_offer_nothing() {
+    async fn a_runtime_must_run_and_answer_its_version_but_features_are_optional() {
+        let dir = tempfile::tempdir().unwrap();
         let name = HandlerName::new("test").unwrap();
-        let failing = Handler::new(name.clone(), "/bin/false".into());
-        assert_eq!(failing.probe_features((6, 1)).await, HandlerFeatures::default());
-        let missing = Handler::new(name, "/nonexistent/runc".into());
-        assert_eq!(missing.probe_features((6, 1)).await, HandlerFeatures::default());
+        let script = |file: &str, body: &str| {
+            let path = dir.path().join(file);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            Handler::new(name.clone(), path)
+        };
+        // crun 1.8 answers `--version` but has no `features` command.
+        let no_features = script("old", r#"[ "$1" = --version ] && exit 0; echo "unknown command $1" >&2; exit 1"#);
+        assert_eq!(no_features.probe((6, 1)).await.unwrap(), HandlerFeatures::default());
+        let rro = script("rro", r#"[ "$1" = features ] && echo '{"mountOptions": ["rro"]}'; exit 0"#);
+        assert!(rro.probe((6, 1)).await.unwrap().recursive_read_only);
+
+        let err = script("broken", "echo 'libfoo.so: not found' >&2; exit 1").probe((6, 1)).await.unwrap_err();
+        let err = err.to_string();
+        assert!(err.contains("`--version` failed") && err.contains("libfoo.so: not found"), "{err}");
+        let missing = Handler::new(name.clone(), dir.path().join("absent"));
+        assert!(missing.probe((6, 1)).await.unwrap_err().to_string().contains("No such file"));
+        let garbage = dir.path().join("garbage");
+        std::fs::write(&garbage, [0u8, 1, 2, 3]).unwrap();
+        std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = Handler::new(name, garbage).probe((6, 1)).await.unwrap_err().to_string();
+        assert!(err.contains("garbage is not usable"), "{err}");
     }
 
     #[test]

@@ -33,10 +33,13 @@ pub async fn run(
 ) -> Result<BurstReport, BenchError> {
     let prepared: Vec<_> = pods::prepare_all(targets, images).await?.into_iter().map(Arc::new).collect();
     let measured = measure(targets, &prepared, pods, rounds).await;
+    let mut finished = Ok(());
     for (target, prepared) in targets.iter().zip(&prepared) {
-        prepared.finish(target).await?;
+        finished = finished.and(prepared.finish(target).await);
     }
+    // A failed measurement is the error to report, before a failed clean-up after it.
     let walls = measured?;
+    finished?;
 
     let what = format!("{pods} pods with a started `sleep` container, launched at once, until the last started");
     let times = targets.iter().map(|t| &t.endpoint).zip(walls).collect();

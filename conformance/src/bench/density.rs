@@ -68,8 +68,9 @@ pub async fn run(targets: &[Target], images: &TestImages, count: NonZeroUsize) -
     for target in targets {
         let prepared = pods::prepare(target, images).await?;
         let measured = measure(target, &prepared, count.get()).await;
-        prepared.finish(target).await?;
+        let finished = prepared.finish(target).await;
         endpoints.push(measured?);
+        finished?;
     }
     Ok(DensityReport { pods: count.get(), list_calls: LIST_CALLS, endpoints })
 }

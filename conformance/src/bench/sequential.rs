@@ -69,10 +69,13 @@ struct Sample {
 pub async fn run(targets: &[Target], images: &TestImages, count: NonZeroUsize) -> Result<SequentialReport, BenchError> {
     let prepared = pods::prepare_all(targets, images).await?;
     let measured = measure(targets, &prepared, count).await;
+    let mut finished = Ok(());
     for (target, prepared) in targets.iter().zip(&prepared) {
-        prepared.finish(target).await?;
+        finished = finished.and(prepared.finish(target).await);
     }
+    // A failed measurement is the error to report, before a failed clean-up after it.
     let samples = measured?;
+    finished?;
 
     let endpoints: Vec<_> = targets.iter().map(|t| &t.endpoint).collect();
     let report = |workload: &'static str, what: String, pick: &dyn Fn(&Sample) -> Duration| {

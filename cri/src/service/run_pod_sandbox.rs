@@ -10,6 +10,7 @@ use crate::status::ToStatus;
 
 pub async fn run_pod_sandbox(daemon: &Daemon, request: RunPodSandboxRequest) -> Result<RunPodSandboxResponse, Status> {
     let config = request.config.ok_or_else(|| Status::invalid_argument("RunPodSandbox: no pod sandbox config"))?;
+    daemon.usable_handler(&request.runtime_handler).map_err(ToStatus::to_status)?;
     let config = sandbox_config(config, request.runtime_handler)?;
     let pause = pause_source(daemon).await?;
     let id = daemon.pods.run(config, pause).await.map_err(|e| e.to_status())?;

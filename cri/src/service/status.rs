@@ -34,8 +34,9 @@ pub async fn status(daemon: Arc<Daemon>, request: StatusRequest) -> Result<Statu
 }
 
 fn status_blocking(daemon: &Daemon, request: StatusRequest) -> Result<StatusResponse, Status> {
-    let runtime =
-        condition(RUNTIME_READY, RUNTIME_NOT_READY, daemon.default_handler().check().map_err(|e| e.to_string()));
+    // Usable at start, and its binary still there.
+    let default_usable = daemon.usable_handler("").and_then(|()| daemon.default_handler().check());
+    let runtime = condition(RUNTIME_READY, RUNTIME_NOT_READY, default_usable.map_err(|e| e.to_string()));
     let network_config = crisp_network::conflist::pod_network(&daemon.config.network);
     let network =
         condition(NETWORK_READY, NETWORK_NOT_READY, network_config.as_ref().map(|_| ()).map_err(|e| e.to_string()));
@@ -56,6 +57,18 @@ fn status_blocking(daemon: &Daemon, request: StatusRequest) -> Result<StatusResp
                 })))?,
             );
         }
+        let handlers: serde_json::Map<String, serde_json::Value> = daemon
+            .handlers
+            .iter()
+            .map(|h| {
+                let problem = daemon.usable_handler(h.name.as_str()).err().map(|e| e.to_string());
+                (
+                    h.name.to_string(),
+                    serde_json::json!({ "path": h.path, "usable": problem.is_none(), "error": problem }),
+                )
+            })
+            .collect();
+        info.insert("runtimeHandlers".into(), json(serde_json::to_string(&handlers))?);
         info.insert("oomScoreAdjFloor".into(), json(serde_json::to_string(&daemon.oom_score_adj.floor()))?);
         let cidr = daemon.pod_cidr.read().expect("pod CIDR lock").as_ref().map(|c| c.to_string());
         info.insert("podCIDR".into(), json(serde_json::to_string(&cidr))?);

@@ -17,7 +17,7 @@ use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -1261,8 +1261,11 @@ fn bind_private(path: &Path) -> io::Result<UnixListener> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let listener = socket_path::with_socket_path(path, |p| UnixListener::bind(p))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    // Private from its creation: the monitor is single-threaded, so the umask is ours to change.
+    let umask_before = umask(Mode::from_bits_truncate(0o177));
+    let bound = socket_path::with_socket_path(path, |p| UnixListener::bind(p));
+    umask(umask_before);
+    let listener = bound?;
     listener.set_nonblocking(true)?;
     Ok(listener)
 }
