@@ -100,7 +100,9 @@ impl Daemon {
             .iter()
             .map(|h| {
                 let runtime_root = state.join("runtime").join(h.name.as_str());
-                (h.name.to_string(), Arc::new(OciRuntime::new(h.clone(), runtime_root, config.runtime.cgroup_manager)))
+                let runtime = OciRuntime::new(h.clone(), runtime_root, config.runtime.cgroup_manager)
+                    .with_timeout(std::time::Duration::from_secs(config.runtime.command_timeout));
+                (h.name.to_string(), Arc::new(runtime))
             })
             .collect();
         let pause_dir = root.join("pause");

@@ -1,9 +1,29 @@
 //! The one place where domain errors become gRPC statuses.
 
+use std::error::Error;
+
+use crisp_runtime::monitor::MonitorError;
+use crisp_runtime::oci::{OciError, OciErrorKind};
 use tonic::Status;
 
 pub trait ToStatus {
     fn to_status(self) -> Status;
+}
+
+/// Whether a full disk or quota (ENOSPC, EDQUOT) is anywhere in the error's causes: that is
+/// ResourceExhausted whatever was being written, and works again once space is freed.
+fn is_exhausted(error: &(dyn Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && (matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+                || matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)))
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 impl ToStatus for crisp_network::PodCidrError {
@@ -22,9 +42,7 @@ impl ToStatus for crisp_image::StoreError {
     fn to_status(self) -> Status {
         match &self {
             crisp_image::StoreError::Ambiguous(_) => Status::invalid_argument(self.to_string()),
-            crisp_image::StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
-                Status::resource_exhausted(self.to_string())
-            }
+            _ if is_exhausted(&self) => Status::resource_exhausted(self.to_string()),
             _ => Status::internal(self.to_string()),
         }
     }
@@ -77,7 +95,11 @@ impl ToStatus for &crisp_pod::PodError {
             E::NotFound(_) => Status::not_found(message),
             E::AlreadyExists(_) => Status::already_exists(message),
             E::NetworkNotReady(_) | E::NotReady(_) => Status::failed_precondition(message),
-            _ if self.is_exhausted() => Status::resource_exhausted(message),
+            // A CNI plugin or the runtime overran its time and was killed.
+            E::Cni(crisp_network::cni::CniError::Timeout { .. })
+            | E::Monitor(MonitorError::CreateTimeout { .. })
+            | E::Oci(OciError { kind: OciErrorKind::Timeout(_), .. }) => Status::deadline_exceeded(message),
+            _ if is_exhausted(self) => Status::resource_exhausted(message),
             _ => Status::internal(message),
         }
     }
@@ -106,7 +128,10 @@ impl ToStatus for &crisp_runtime::container::ContainerError {
             E::NotCreated { .. } | E::NotRunning(_) => Status::failed_precondition(message),
             E::Prepare { kind: PrepareFailure::Invalid, .. } => Status::invalid_argument(message),
             E::Prepare { kind: PrepareFailure::Missing, .. } => Status::failed_precondition(message),
-            E::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => Status::resource_exhausted(message),
+            E::Monitor(MonitorError::CreateTimeout { .. }) | E::Oci(OciError { kind: OciErrorKind::Timeout(_), .. }) => {
+                Status::deadline_exceeded(message)
+            }
+            _ if is_exhausted(self) => Status::resource_exhausted(message),
             _ => Status::internal(message),
         }
     }

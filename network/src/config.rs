@@ -14,6 +14,9 @@ pub struct NetworkConfig {
     /// The network to use by its `name`; unset: the first configuration in `conf_dir` by file name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_network: Option<String>,
+    /// Seconds one plugin call may run before it and what it started are killed. The kubelet
+    /// gives a RunPodSandbox 2 minutes: a hung ADD must leave time for DEL along the chain.
+    pub plugin_timeout: u64,
 }
 
 impl Default for NetworkConfig {
@@ -22,6 +25,7 @@ impl Default for NetworkConfig {
             conf_dir: "/etc/cni/net.d".into(),
             plugin_dirs: vec!["/usr/lib/cni".into(), "/opt/cni/bin".into()],
             default_network: None,
+            plugin_timeout: 60,
         }
     }
 }

@@ -205,6 +205,7 @@ mod tests {
                 conf_dir: self.conf.path().to_owned(),
                 plugin_dirs: vec!["/nonexistent".into(), self.plugins.path().to_owned()],
                 default_network: default_network.map(Into::into),
+                ..Default::default()
             }
         }
 

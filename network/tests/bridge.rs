@@ -67,6 +67,7 @@ impl Lab {
             conf_dir: self.path("conf"),
             plugin_dirs: vec!["/usr/lib/cni".into()],
             default_network: None,
+            ..Default::default()
         };
         Cni::new(config, self.path("cache"))
     }

@@ -55,18 +55,4 @@ impl PodError {
         let what = what.into();
         move |source| PodError::Io { what, source }
     }
-
-    /// Whether the disk or a kernel table is full, rather than anything being wrong.
-    pub fn is_exhausted(&self) -> bool {
-        let full = |e: &std::io::Error| {
-            matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
-                || e.raw_os_error() == Some(libc::ENOSPC)
-        };
-        match self {
-            PodError::Io { source, .. } => full(source),
-            PodError::Store(StoreError::Io { source, .. }) => full(source),
-            PodError::Files(FilesError::Io { source, .. }) => full(source),
-            _ => false,
-        }
-    }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crisp_network::cni::{Cni, PodNetworkRequest};
 use crisp_network::netns;
 use crisp_runtime::events::EventKind;
-use crisp_runtime::monitor::{CreateRequest, Monitor};
+use crisp_runtime::monitor::Monitor;
 use crisp_runtime::oci::{OciRuntime, OciStatus};
 use crisp_runtime::persist::create_private_dir;
 use crisp_runtime::{CgroupManager, Handler, HandlerName, OomScoreAdjPolicy};
@@ -378,14 +378,7 @@ impl Pods {
         let bundle = dirs.bundle();
         let monitor_dir = dirs.monitor();
         let binary = self.config.monitor_binary.clone();
-        let request = CreateRequest {
-            id: record.id.container_id().clone(),
-            runtime: runtime.handler().path.clone(),
-            runtime_root: runtime.root().to_owned(),
-            systemd_cgroup: self.config.cgroup_manager == CgroupManager::Systemd,
-            bundle: bundle.clone(),
-            exit_file: dirs.pause_exit(),
-        };
+        let request = runtime.create_request(record.id.container_id().clone(), bundle.clone(), dirs.pause_exit());
         let pid = blocking(move || {
             std::fs::create_dir_all(&bundle).map_err(PodError::io(format!("creating {}", bundle.display())))?;
             let config_json = bundle.join("config.json");

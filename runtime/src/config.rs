@@ -31,6 +31,9 @@ pub struct RuntimeConfig {
     /// Never set an `oom_score_adj` below the daemon's own. Forced on at start when the host
     /// forbids lowering it, whatever this says.
     pub restrict_oom_score_adj: bool,
+    /// Seconds one runtime command (`create`, `start`, `kill`, `delete`, `state`, `update`) may
+    /// run before it is killed: a hung runtime fails its RPC instead of holding it.
+    pub command_timeout: u64,
     pub handlers: BTreeMap<String, HandlerConfig>,
 }
 
@@ -41,6 +44,7 @@ impl Default for RuntimeConfig {
             default_handler: "runc".into(),
             cgroup_manager: CgroupManager::Cgroupfs,
             restrict_oom_score_adj: false,
+            command_timeout: 60,
             handlers: BTreeMap::from([
                 ("runc".into(), handler("/usr/sbin/runc")),
                 ("crun".into(), handler("/usr/bin/crun")),

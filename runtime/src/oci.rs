@@ -17,8 +17,8 @@ use tokio::process::Command;
 
 use crate::{CgroupManager, ContainerId, Handler, HandlerName};
 
-/// How long one runtime command may take before it is killed.
-const TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one runtime command may take before it is killed, unless configured.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Runtime children get this and nothing else from the daemon's environment.
 pub(crate) const PATH_ENV: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// The most of a runtime's stderr kept in an error when its log says nothing.
@@ -100,12 +100,19 @@ pub struct OciRuntime {
     handler: Handler,
     root: PathBuf,
     systemd_cgroup: bool,
+    timeout: Duration,
 }
 
 impl OciRuntime {
     /// `root`: the runtime's --root state dir (e.g. /run/crisp/runc/<handler>).
     pub fn new(handler: Handler, root: PathBuf, cgroup_manager: CgroupManager) -> OciRuntime {
-        OciRuntime { handler, root, systemd_cgroup: cgroup_manager == CgroupManager::Systemd }
+        let systemd_cgroup = cgroup_manager == CgroupManager::Systemd;
+        OciRuntime { handler, root, systemd_cgroup, timeout: DEFAULT_TIMEOUT }
+    }
+
+    /// Sets how long one command (a monitor's `create` too) may run before it is killed.
+    pub fn with_timeout(self, timeout: Duration) -> OciRuntime {
+        OciRuntime { timeout, ..self }
     }
 
     pub fn handler(&self) -> &Handler {
@@ -130,6 +137,7 @@ impl OciRuntime {
             systemd_cgroup: self.systemd_cgroup,
             bundle,
             exit_file,
+            timeout_ms: Some(u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 
@@ -221,12 +229,12 @@ impl OciRuntime {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let result = tokio::time::timeout(TIMEOUT, command.output()).await;
+        let result = tokio::time::timeout(self.timeout, command.output()).await;
         let log_text = tokio::fs::read(&log).await.unwrap_or_default();
         // Best effort: a leftover log is a small file, not a fault.
         let _ = tokio::fs::remove_file(&log).await;
         let output = match result {
-            Err(_) => return Err(self.error(op, id, OciErrorKind::Timeout(TIMEOUT))),
+            Err(_) => return Err(self.error(op, id, OciErrorKind::Timeout(self.timeout))),
             Ok(Err(source)) => {
                 return Err(self.error(op, id, OciErrorKind::Spawn { path: self.handler.path.clone(), source }));
             }

@@ -35,7 +35,8 @@ impl PullError {
     }
 
     pub(super) fn store(e: StoreError) -> PullError {
-        let no_space = matches!(&e, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull);
+        use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+        let no_space = matches!(&e, StoreError::Io { source, .. } if matches!(source.kind(), StorageFull | QuotaExceeded));
         if no_space { PullError::NoSpace(e.to_string()) } else { PullError::Store(e.to_string()) }
     }
 

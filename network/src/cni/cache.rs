@@ -88,6 +88,31 @@ impl Cache {
         Ok(Some(entry))
     }
 
+    /// As [`Cache::load`], but an entry that cannot be read is moved aside (`….json.corrupt`,
+    /// kept for the operator), logged, and answered as absent: one damaged file must not keep
+    /// its pod from being stopped, nor the daemon from starting.
+    pub fn load_or_set_aside(&self, container_id: &str) -> Result<Option<Entry>, CniError> {
+        match self.load(container_id) {
+            Err(CniError::CacheCorrupt { path, reason }) => {
+                tracing::error!(path = %path.display(), "unreadable CNI cache entry set aside: {reason}");
+                let aside = self.aside_path(container_id);
+                fs::rename(&path, &aside).map_err(Cache::err(&path))?;
+                self.sync_dir()?;
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
+    fn aside_path(&self, container_id: &str) -> PathBuf {
+        self.dir.join(format!("{container_id}-{IFNAME}.json.corrupt"))
+    }
+
+    /// Whether an unreadable entry of the container was set aside.
+    pub fn was_set_aside(&self, container_id: &str) -> bool {
+        check_container_id(container_id).is_ok() && self.aside_path(container_id).exists()
+    }
+
     /// Replaces the entry as a whole: a crash leaves the old one or the new one, never a mix.
     pub fn store(&self, entry: &Entry) -> Result<(), CniError> {
         check_container_id(&entry.container_id)?;
@@ -189,5 +214,20 @@ mod tests {
         fs::write(dir.path().join("c3-eth0.json"), other.to_string()).unwrap();
         assert!(matches!(cache.load("c3"), Err(CniError::CacheCorrupt { .. })));
         assert!(matches!(cache.load("../x"), Err(CniError::InvalidContainerId(_))));
+    }
+
+    #[test]
+    fn an_unreadable_entry_is_set_aside_and_reads_as_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().to_owned());
+        cache.store(&entry("b2")).unwrap();
+        fs::write(dir.path().join("a1-eth0.json"), "{\"kind\":").unwrap();
+        assert!(!cache.was_set_aside("a1"));
+        assert_eq!(cache.load_or_set_aside("a1").unwrap(), None);
+        assert!(cache.was_set_aside("a1"));
+        assert_eq!(fs::read(dir.path().join("a1-eth0.json.corrupt")).unwrap(), b"{\"kind\":", "kept as it was");
+        assert_eq!(cache.list().unwrap(), ["b2"]);
+        assert_eq!(cache.load_or_set_aside("b2").unwrap(), Some(entry("b2")));
+        assert!(!cache.was_set_aside("b2"));
     }
 }

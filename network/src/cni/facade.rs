@@ -14,9 +14,6 @@ use super::version::{SpecVersion, VersionCache};
 use crate::NetworkConfig;
 use crate::conflist::{self, ConfList, NetworkNotReady};
 
-/// How long one plugin may run before it is killed.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// Pods on the CNI network: the network picked from the configuration directory at each ADD,
 /// the attachments made remembered under a cache directory.
 ///
@@ -32,11 +29,12 @@ pub struct Cni {
 
 impl Cni {
     pub fn new(config: NetworkConfig, cache_dir: PathBuf) -> Cni {
-        let exec = Executor::new(&config.plugin_dirs, DEFAULT_TIMEOUT);
+        let exec = Executor::new(&config.plugin_dirs, Duration::from_secs(config.plugin_timeout));
         Cni { config, cache: Cache::new(cache_dir), exec, versions: VersionCache::default() }
     }
 
-    /// Sets how long one plugin may run before it (and what it started) is killed; 60 s unless set.
+    /// Sets how long one plugin may run before it (and what it started) is killed, instead of
+    /// the config's `plugin_timeout`.
     pub fn with_timeout(self, timeout: Duration) -> Cni {
         Cni { exec: self.exec.with_timeout(timeout), ..self }
     }
@@ -107,13 +105,29 @@ impl Cni {
     /// The attachment is forgotten only once every plugin succeeded.
     #[tracing::instrument(name = "cni", skip_all, fields(operation = "DEL", container_id = %container_id))]
     pub async fn del(&self, container_id: &str) -> Result<(), CniError> {
-        let Some((entry, plugins)) = self.attachment(container_id).await? else { return Ok(()) };
+        let Some((entry, plugins)) = self.attachment(container_id).await? else {
+            let (cache, id) = (self.cache.clone(), container_id.to_owned());
+            if blocking(move || Ok(cache.was_set_aside(&id))).await? {
+                return self.del_without_entry(container_id).await;
+            }
+            return Ok(());
+        };
         let netns = entry.netns.clone();
         // A namespace already removed: the plugins still clean up what is outside it.
         let netns = blocking(move || Ok(if netns.exists() { netns } else { PathBuf::new() })).await?;
         let chain = Chain { exec: &self.exec, network: &entry.network, plugins: &plugins };
         chain.del(&params(&entry, &netns), &entry.capability_args, entry.result.as_ref()).await?;
         self.remove(container_id).await
+    }
+
+    /// DEL of an attachment whose entry was set aside as unreadable: what ADD got (an address,
+    /// rules) is still held, so the network picked now is told, with no netns (crisp removes
+    /// it) and no previous result, as runtimes without a cache do.
+    async fn del_without_entry(&self, container_id: &str) -> Result<(), CniError> {
+        let (network, plugins) = self.current().await?;
+        let entry = Entry::new(container_id, Path::new(""), network, "IgnoreUnknown=1".into(), Default::default());
+        let chain = Chain { exec: &self.exec, network: &entry.network, plugins: &plugins };
+        chain.del(&params(&entry, Path::new("")), &entry.capability_args, None).await
     }
 
     /// CHECK along the chain that a pod's attachment is still as ADD made it. Needs CNI 0.4.0;
@@ -153,9 +167,22 @@ impl Cni {
         Chain { exec: &self.exec, network: &network, plugins: &plugins }.gc(keep).await
     }
 
-    /// The container ids with an attachment on disk, to reconcile after a restart. Blocking.
+    /// The container ids with an attachment on disk, to reconcile after a restart; unreadable
+    /// entries are set aside (and logged) on the way. Blocking.
     pub fn cached(&self) -> Result<Vec<String>, CniError> {
-        self.cache.list()
+        let mut readable = Vec::new();
+        for id in self.cache.list()? {
+            if self.cache.load_or_set_aside(&id)?.is_some() {
+                readable.push(id);
+            }
+        }
+        Ok(readable)
+    }
+
+    /// Drops the temp files of cache writes a crash cut short; at start, before any ADD or DEL.
+    /// Blocking.
+    pub fn remove_partial_writes(&self) -> Result<(), CniError> {
+        self.cache.remove_partial()
     }
 
     /// The network picked now, its plugins found and its version agreed on.
@@ -176,7 +203,7 @@ impl Cni {
         check_container_id(container_id)?;
         let (cache, dirs, id) = (self.cache.clone(), self.config.plugin_dirs.clone(), container_id.to_owned());
         blocking(move || {
-            let Some(entry) = cache.load(&id)? else { return Ok(None) };
+            let Some(entry) = cache.load_or_set_aside(&id)? else { return Ok(None) };
             let plugins = entry.network.resolve(&dirs)?;
             Ok(Some((entry, plugins)))
         })

@@ -112,6 +112,7 @@ impl Lab {
             conf_dir: self.path("conf"),
             plugin_dirs: vec![self.path("none"), self.path("bin")],
             default_network: None,
+            ..Default::default()
         };
         Cni::new(config, self.path("cache"))
     }

@@ -59,6 +59,9 @@ pub enum MonitorError {
     /// The OCI runtime refused to create the container; `message` is its own.
     #[error("monitor {}: create {id} with {}: {message}", dir.display(), runtime.display())]
     Runtime { dir: PathBuf, id: ContainerId, runtime: PathBuf, message: String },
+    /// The OCI runtime did not finish creating the container in time and was killed.
+    #[error("monitor {}: create {id} with {}: {message}", dir.display(), runtime.display())]
+    CreateTimeout { dir: PathBuf, id: ContainerId, runtime: PathBuf, message: String },
     #[error("monitor {}: refused ({kind:?}): {message}", dir.display())]
     Refused { dir: PathBuf, kind: FailureKind, message: String },
     /// The monitor does not hold that container (never created here, or its output ended).
@@ -87,6 +90,15 @@ pub struct CreateRequest {
     pub bundle: PathBuf,
     /// Where the monitor writes the [`ExitRecord`] when the container's init exits.
     pub exit_file: PathBuf,
+    /// How long `create` may run before the monitor kills it; none (older daemons): 60 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+impl CreateRequest {
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout_ms.map_or(CREATE_TIMEOUT, Duration::from_millis)
+    }
 }
 
 /// What a container has beyond the pause: [`Monitor::create_container`]. The default is the
@@ -295,8 +307,14 @@ impl Monitor {
         }
         let op = Request::Create(CreateOp { request: request.clone(), options: options.clone() });
         // The monitor answers once it has killed a runtime that overran; allow for that.
-        match self.request(&op, Some(CREATE_TIMEOUT + REQUEST_TIMEOUT))? {
+        match self.request(&op, Some(request.timeout() + REQUEST_TIMEOUT))? {
             Response::Created { pid } => Ok(pid),
+            Response::Failed { kind: FailureKind::Timeout, message } => Err(MonitorError::CreateTimeout {
+                dir: self.dir.clone(),
+                id: request.id.clone(),
+                runtime: request.runtime.clone(),
+                message,
+            }),
             Response::Failed { kind: FailureKind::Runtime, message } => Err(MonitorError::Runtime {
                 dir: self.dir.clone(),
                 id: request.id.clone(),

@@ -108,6 +108,8 @@ pub enum FailureKind {
     ShuttingDown,
     /// The monitor itself failed (files under its directory).
     Internal,
+    /// The OCI runtime overran its time and was killed; the message says how long it had.
+    Timeout,
 }
 
 #[cfg(test)]
@@ -127,12 +129,16 @@ mod tests {
             systemd_cgroup: false,
             bundle: "/b".into(),
             exit_file: PathBuf::from("/e"),
+            timeout_ms: None,
         };
         let pause = Request::Create(CreateOp { request: request.clone(), options: CreateOptions::default() });
         let json = serde_json::to_value(&pause).unwrap();
         assert_eq!(json["op"], "create");
         assert_eq!(json["id"], id.as_str());
-        assert!(json.get("stdio").is_none() && json.get("cgroups_path").is_none(), "protocol 1's shape: {json}");
+        assert!(
+            ["stdio", "cgroups_path", "timeout_ms"].iter().all(|k| json.get(k).is_none()),
+            "protocol 1's shape: {json}"
+        );
         assert_eq!(serde_json::from_value::<Request>(json).unwrap(), pause);
         assert_eq!(serde_json::from_str::<Request>(r#"{"op":"hello"}"#).unwrap(), Request::Hello);
         assert!(serde_json::from_str::<Request>(r#"{"op":"exec"}"#).is_err());

@@ -37,7 +37,7 @@ use nix::unistd::{ForkResult, Pid, chdir, dup2_stderr, dup2_stdin, dup2_stdout, 
 use super::log::{self, LineSplitter, Stream};
 use super::protocol::{CreateOp, FailureKind, MAX_LINE, PROTOCOL, Request, Response};
 use super::{
-    CREATE_TIMEOUT, ContainerStdio, CreateOptions, CreateRequest, EXEC_DRAIN, ExecRequest, ExecResult, ExitRecord, LOG,
+    ContainerStdio, CreateOptions, CreateRequest, EXEC_DRAIN, ExecRequest, ExecResult, ExitRecord, LOG,
     PID_FILE, SOCKET, oom, socket_path,
 };
 use crate::ContainerId;
@@ -775,7 +775,7 @@ impl Server {
             options.stdio
         ));
         self.hold(token);
-        let deadline = Instant::now() + CREATE_TIMEOUT;
+        let deadline = Instant::now() + request.timeout();
         let creating =
             Creating { client: token, request, options, io, console, pid_file, log_file, deadline, killed: false };
         self.creating.insert(pid, creating);
@@ -844,8 +844,8 @@ impl Server {
         }
         let init = match status {
             _ if killed => Err(Response::Failed {
-                kind: FailureKind::Runtime,
-                message: format!("no answer within {}s, killed", CREATE_TIMEOUT.as_secs()),
+                kind: FailureKind::Timeout,
+                message: format!("no answer within {:?}, killed", request.timeout()),
             }),
             WaitStatus::Exited(_, 0) => match pid_text.map(|t| t.trim().parse::<i32>()) {
                 Ok(Ok(init)) if init > 0 => Ok(Pid::from_raw(init)),

@@ -1,0 +1,337 @@
+//! End-to-end: what crisp does when what it depends on fails. CNI plugins and a runtime handler
+//! that fail or hang on demand (small scripts in the lab's dir, delegating to Debian's plugins and
+//! runc otherwise), unreadable records, a full disk: each RPC fails with a clear status, leaves
+//! nothing behind, and the daemon keeps serving the rest.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::net::{PodNet, mounts_under, processes_mentioning};
+use common::{Lab, assert_contains};
+use crisp_conformance::client::CriClient;
+use crisp_conformance::lab::Lab as ImageLab;
+use crisp_conformance::lab::image::LabImage;
+use k8s_cri::v1::{
+    ContainerConfig, ContainerMetadata, CreateContainerRequest, ImageSpec, ListContainersRequest,
+    ListPodSandboxRequest, PodSandboxConfig, PodSandboxMetadata, PodSandboxState, PodSandboxStatusRequest,
+    PullImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
+};
+use tonic::Code;
+
+fn pod_config(lab: &Lab, name: &str) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("{name}-uid"),
+            namespace: "failures".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        log_directory: lab.path("logs").to_string_lossy().into_owned(),
+        ..Default::default()
+    }
+}
+
+async fn run(client: &mut CriClient, config: &PodSandboxConfig, handler: &str) -> Result<String, tonic::Status> {
+    let request = RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: handler.into() };
+    client.runtime.run_pod_sandbox(request).await.map(|r| r.into_inner().pod_sandbox_id)
+}
+
+async fn remove(client: &mut CriClient, id: &str) {
+    client.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: id.into() }).await.unwrap();
+    client.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id.into() }).await.unwrap();
+}
+
+async fn pod_ids(client: &mut CriClient) -> Vec<String> {
+    let items = client.runtime.list_pod_sandbox(ListPodSandboxRequest::default()).await.unwrap().into_inner().items;
+    items.into_iter().map(|p| p.id).collect()
+}
+
+async fn container_ids(client: &mut CriClient) -> Vec<String> {
+    let items = client.runtime.list_containers(ListContainersRequest::default()).await.unwrap().into_inner().containers;
+    items.into_iter().map(|c| c.id).collect()
+}
+
+async fn is_ready(client: &mut CriClient, id: &str) -> bool {
+    let request = PodSandboxStatusRequest { pod_sandbox_id: id.into(), verbose: false };
+    let status = client.runtime.pod_sandbox_status(request).await.unwrap().into_inner().status.unwrap();
+    status.state == PodSandboxState::SandboxReady as i32
+}
+
+async fn pull(client: &mut CriClient, image: &str) -> Result<String, tonic::Status> {
+    let request =
+        PullImageRequest { image: Some(ImageSpec { image: image.into(), ..Default::default() }), ..Default::default() };
+    client.image.pull_image(request).await.map(|r| r.into_inner().image_ref)
+}
+
+fn container_config(image: &str, name: &str) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
+        image: Some(ImageSpec { image: image.into(), ..Default::default() }),
+        command: vec!["sleep".into(), "1000".into()],
+        log_path: format!("{name}.log"),
+        ..Default::default()
+    }
+}
+
+async fn create(
+    client: &mut CriClient,
+    pod: &str,
+    config: &PodSandboxConfig,
+    container: ContainerConfig,
+) -> Result<String, tonic::Status> {
+    let request = CreateContainerRequest {
+        pod_sandbox_id: pod.into(),
+        config: Some(container),
+        sandbox_config: Some(config.clone()),
+    };
+    client.runtime.create_container(request).await.map(|r| r.into_inner().container_id)
+}
+
+fn write_script(path: &Path, text: &str) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A plugin chained after bridge and portmap that hangs ADD while `<dir>/hang-add` exists and
+/// DEL while `<dir>/hang-del` does (touching `<dir>/hanging` first), and is Debian's `tuning`
+/// (which passes the result on) otherwise. The config gets `extra` TOML.
+fn hanging_plugin_network(lab: &Lab, n: u8, extra: &str) -> (PodNet, PathBuf) {
+    let plugins = lab.path("plugins");
+    let dir = lab.path("flags");
+    fs::create_dir_all(&dir).unwrap();
+    let script = plugins.join("crisp-hang");
+    write_script(
+        &script,
+        &format!(
+            "#!/bin/sh\n\
+             hang() {{ touch {dir:?}/hanging; while :; do sleep 1; done; }}\n\
+             case \"$CNI_COMMAND\" in\n\
+               ADD) [ -e {dir:?}/hang-add ] && hang;;\n\
+               DEL) [ -e {dir:?}/hang-del ] && hang;;\n\
+             esac\n\
+             exec /usr/lib/cni/tuning\n"
+        ),
+    );
+    let net = lab.set_network(n, r#", {"type": "crisp-hang"}"#);
+    let config = lab.write_config(extra);
+    // A drop-in: the lab's config has a [network] table of its own.
+    let dropins = config.parent().unwrap().join("crisp.d");
+    fs::create_dir_all(&dropins).unwrap();
+    let network = format!("[network]\nplugin_dirs = [\"/usr/lib/cni\", {plugins:?}]\nplugin_timeout = 2\n");
+    fs::write(dropins.join("10-plugins.toml"), network).unwrap();
+    (net, script)
+}
+
+/// A runtime handler `fake`: runc, except that `create` fails while `<dir>/fail-create` exists
+/// (with its message in the runtime's JSON log, as runc writes it) and hangs while
+/// `<dir>/hang-create` does (touching `<dir>/hanging` first).
+fn fake_runtime(lab: &Lab) -> PathBuf {
+    let dir = lab.path("flags");
+    fs::create_dir_all(&dir).unwrap();
+    let script = lab.path("handlers/fake-runc");
+    write_script(
+        &script,
+        &format!(
+            "#!/bin/sh\n\
+             log=; prev=; cmd=\n\
+             for a in \"$@\"; do\n\
+               [ \"$prev\" = --log ] && log=\"$a\"\n\
+               [ \"$a\" = create ] && cmd=create\n\
+               prev=\"$a\"\n\
+             done\n\
+             if [ \"$cmd\" = create ] && [ -e {dir:?}/fail-create ]; then\n\
+               echo '{{\"level\":\"error\",\"msg\":\"create refused on purpose\"}}' >>\"$log\"; exit 1\n\
+             fi\n\
+             if [ \"$cmd\" = create ] && [ -e {dir:?}/hang-create ]; then\n\
+               touch {dir:?}/hanging; while :; do sleep 1; done\n\
+             fi\n\
+             exec /usr/sbin/runc \"$@\"\n"
+        ),
+    );
+    script
+}
+
+fn flag(lab: &Lab, name: &str, on: bool) {
+    let path = lab.path("flags").join(name);
+    if on {
+        fs::write(path, "").unwrap();
+    } else {
+        fs::remove_file(path).unwrap();
+    }
+}
+
+/// Waits (up to a generous bound that only catches a broken test) for `what` to hold.
+async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The plugin or runtime that was killed is gone, not left running.
+async fn assert_killed(script: &Path) {
+    let text = script.to_string_lossy().into_owned();
+    wait_for(&format!("{text} killed"), || processes_mentioning(&text).is_empty()).await;
+}
+
+/// What a pod that failed to come up must not leave: records, runtime state, netns and shm
+/// mounts, monitors, addresses and veths.
+fn assert_no_pod_left(lab: &Lab, net: Option<&PodNet>) {
+    let empty = |dir: &str| fs::read_dir(lab.path(dir)).map(|d| d.count()).unwrap_or(0) == 0;
+    assert!(empty("root/pods"), "pod records left");
+    assert!(empty("state/pods"), "pod state left");
+    assert!(empty("state/netns"), "netns files left");
+    let dir = lab.dir.path().to_string_lossy().into_owned();
+    let netns_dir = lab.path("state/netns").to_string_lossy().into_owned();
+    let mounts: Vec<String> = mounts_under(&dir).into_iter().filter(|m| *m != netns_dir).collect();
+    assert_eq!(mounts, Vec::<String>::new(), "mounts left");
+    assert_eq!(processes_mentioning(&format!("{dir}/state/pods")), Vec::<i32>::new(), "monitors left");
+    if let Some(net) = net {
+        assert_eq!(net.reserved_ips(), Vec::<String>::new(), "addresses left reserved");
+        assert_eq!(net.veths(), Vec::<String>::new(), "veths left");
+    }
+}
+
+#[tokio::test]
+async fn a_cni_plugin_hanging_on_add_is_killed_at_the_plugin_timeout() {
+    let lab = Lab::new();
+    let (net, script) = hanging_plugin_network(&lab, 75, "");
+    flag(&lab, "hang-add", true);
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+
+    let err = run(&mut client, &pod_config(&lab, "hung"), "").await.unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}\n{}", daemon.logs());
+    assert_contains(err.message(), "CNI plugin crisp-hang ADD: killed after 2s");
+    assert!(lab.path("flags/hanging").exists(), "the plugin was reached and hung");
+    assert_killed(&script).await;
+    assert_eq!(pod_ids(&mut client).await, Vec::<String>::new());
+    // bridge, earlier in the chain, got an address and a veth: DEL freed them.
+    assert_no_pod_left(&lab, Some(&net));
+
+    flag(&lab, "hang-add", false);
+    let id = run(&mut client, &pod_config(&lab, "hung"), "").await.unwrap();
+    remove(&mut client, &id).await;
+    assert_no_pod_left(&lab, Some(&net));
+}
+
+#[tokio::test]
+async fn a_cni_plugin_hanging_on_del_bounds_stop_pod_sandbox() {
+    let lab = Lab::new();
+    let (net, script) = hanging_plugin_network(&lab, 76, "");
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+    let id = run(&mut client, &pod_config(&lab, "stuck-del"), "").await.unwrap();
+
+    flag(&lab, "hang-del", true);
+    let request = StopPodSandboxRequest { pod_sandbox_id: id.clone() };
+    let err = client.runtime.stop_pod_sandbox(request.clone()).await.unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}\n{}", daemon.logs());
+    assert_contains(err.message(), "CNI plugin crisp-hang DEL: killed after 2s");
+    assert_killed(&script).await;
+    // The pod stays, for the kubelet's retry to finish.
+    assert_eq!(pod_ids(&mut client).await, vec![id.clone()]);
+    assert!(!is_ready(&mut client, &id).await);
+
+    flag(&lab, "hang-del", false);
+    remove(&mut client, &id).await;
+    assert_eq!(pod_ids(&mut client).await, Vec::<String>::new());
+    assert_no_pod_left(&lab, Some(&net));
+}
+
+#[tokio::test]
+async fn a_runtime_failing_create_fails_the_rpc_with_its_message_and_leaves_nothing() {
+    let registry = ImageLab::start().await.expect("lab registry");
+    let lab = Lab::new();
+    let net = lab.set_network(77, "");
+    let fake = fake_runtime(&lab);
+    lab.write_config(&format!("[runtime.handlers.fake]\npath = {fake:?}\n"));
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+    let image = format!("{}/{}", registry.registry().addr(), LabImage::Busybox);
+    pull(&mut client, &image).await.unwrap();
+
+    flag(&lab, "fail-create", true);
+    let config = pod_config(&lab, "refused");
+    let err = run(&mut client, &config, "fake").await.unwrap_err();
+    assert_contains(err.message(), "create refused on purpose");
+    assert_contains(err.message(), "fake-runc");
+    assert_eq!(pod_ids(&mut client).await, Vec::<String>::new());
+    assert_no_pod_left(&lab, Some(&net));
+
+    flag(&lab, "fail-create", false);
+    let pod = run(&mut client, &config, "fake").await.unwrap();
+    flag(&lab, "fail-create", true);
+    let err = create(&mut client, &pod, &config, container_config(&image, "refused")).await.unwrap_err();
+    assert_contains(err.message(), "create refused on purpose");
+    assert_eq!(container_ids(&mut client).await, Vec::<String>::new());
+    let empty = |dir: &str| fs::read_dir(lab.path(dir)).map(|d| d.count()).unwrap_or(0) == 0;
+    assert!(empty("root/containers") && empty("state/containers"), "container dirs left");
+
+    // The same container, asked again once the runtime works, is made afresh.
+    flag(&lab, "fail-create", false);
+    let id = create(&mut client, &pod, &config, container_config(&image, "refused")).await.unwrap();
+    client.runtime.start_container(StartContainerRequest { container_id: id }).await.unwrap();
+    remove(&mut client, &pod).await;
+    assert_no_pod_left(&lab, Some(&net));
+}
+
+#[tokio::test]
+async fn a_runtime_hanging_on_create_is_killed_at_the_command_timeout() {
+    let registry = ImageLab::start().await.expect("lab registry");
+    let lab = Lab::new();
+    let net = lab.set_network(78, "");
+    let fake = fake_runtime(&lab);
+    lab.write_config(&format!("[runtime]\ncommand_timeout = 3\n\n[runtime.handlers.fake]\npath = {fake:?}\n"));
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+    let image = format!("{}/{}", registry.registry().addr(), LabImage::Busybox);
+    pull(&mut client, &image).await.unwrap();
+    let steady = run(&mut client, &pod_config(&lab, "steady"), "").await.unwrap();
+    let config = pod_config(&lab, "victim");
+    let victim = run(&mut client, &config, "fake").await.unwrap();
+
+    flag(&lab, "hang-create", true);
+    let hung = tokio::spawn({
+        let (mut client, config, victim) = (client.clone(), config.clone(), victim.clone());
+        let container = container_config(&image, "hung");
+        async move { create(&mut client, &victim, &config, container).await }
+    });
+    let hanging = lab.path("flags/hanging");
+    wait_for("the runtime hangs in create", || hanging.exists()).await;
+    // Meanwhile the daemon serves other pods: status, a new pod, a container in it.
+    assert!(is_ready(&mut client, &steady).await);
+    let other_config = pod_config(&lab, "other");
+    let other = run(&mut client, &other_config, "").await.unwrap();
+    let id = create(&mut client, &other, &other_config, container_config(&image, "fine")).await.unwrap();
+    client.runtime.start_container(StartContainerRequest { container_id: id.clone() }).await.unwrap();
+
+    let err = hung.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}\n{}", daemon.logs());
+    assert_contains(err.message(), "no answer within 3s, killed");
+    assert_killed(&fake).await;
+    assert_eq!(container_ids(&mut client).await, vec![id]);
+
+    // A pod whose pause hangs in create: the same, and nothing of it is left.
+    let err = run(&mut client, &pod_config(&lab, "hung-pod"), "fake").await.unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert_killed(&fake).await;
+    let mut left = pod_ids(&mut client).await;
+    left.sort();
+    let mut expected = vec![steady.clone(), victim.clone(), other.clone()];
+    expected.sort();
+    assert_eq!(left, expected);
+
+    flag(&lab, "hang-create", false);
+    for pod in [steady, victim, other] {
+        remove(&mut client, &pod).await;
+    }
+    assert_no_pod_left(&lab, Some(&net));
+}
