@@ -121,7 +121,7 @@ impl Daemon {
                 oom_score_adj,
                 shm_size: config.pod.shm_size,
                 pause,
-                runtimes,
+                runtimes: runtimes.clone(),
                 default_handler: default_handler.to_string(),
                 events: events.clone(),
             },
@@ -135,6 +135,11 @@ impl Daemon {
             events: events.clone(),
         })
         .await?;
+        // After both domains settled their records: what the runtimes still hold beyond them is
+        // a crash's leftover, and deleting it lets a stray pod's monitor exit.
+        for runtime in runtimes.values() {
+            runtime.delete_unowned(|id| pods.owns(id) || containers.owns(id)).await;
+        }
         events.bind(&pods, &containers);
         let streaming = Streaming::bind(&config.streaming)?;
         Ok(Daemon {

@@ -13,7 +13,7 @@ use crisp_runtime::events::EventKind;
 use crisp_runtime::monitor::Monitor;
 use crisp_runtime::oci::{OciRuntime, OciStatus};
 use crisp_runtime::persist::create_private_dir;
-use crisp_runtime::{CgroupManager, Handler, HandlerName, OomScoreAdjPolicy};
+use crisp_runtime::{CgroupManager, ContainerId, Handler, HandlerName, OomScoreAdjPolicy};
 use futures::FutureExt;
 use futures::future::Shared;
 use tracing::Instrument;
@@ -170,7 +170,8 @@ impl Pods {
 
     /// Runtime state, netns and CNI attachments that no record owns: a crash between making them
     /// and writing the record that names them, or after removing it. A sandbox whose record was
-    /// set aside as unreadable is left alone, all of it, for the operator.
+    /// set aside as unreadable is left alone, all of it, for the operator. Attachments are
+    /// detached before their netns goes, so that the plugins still find their interface.
     async fn clean_strays(&self) {
         let owned = |name: &str| {
             SandboxId::parse(name).is_some_and(|id| self.store.get(&id).is_some())
@@ -180,6 +181,16 @@ impl Pods {
         match list_dir(&self.config.state) {
             Ok(dirs) => {
                 for dir in dirs.into_iter().filter(|d| !d.file_name().and_then(|n| n.to_str()).is_some_and(owned)) {
+                    tracing::warn!(dir = %dir.display(), "removing the runtime state of no sandbox");
+                    // Its monitor exits once the runtime containers no record owns are deleted.
+                    let monitor_dir = StateDirs { dir: dir.clone() }.monitor();
+                    let shutdown = blocking(move || match Monitor::attach(&monitor_dir)? {
+                        Some(monitor) => Ok(monitor.shutdown()?),
+                        None => Ok(()),
+                    });
+                    if let Err(e) = shutdown.await {
+                        warn("a monitor", e);
+                    }
                     if let Err(e) = self.remove_state(&dir).await {
                         warn("runtime state", e);
                     }
@@ -187,20 +198,15 @@ impl Pods {
             }
             Err(e) => warn("runtime state", e),
         }
-        match list_dir(&self.config.netns_dir) {
-            Ok(paths) => {
-                for path in paths.into_iter().filter(|p| !p.file_name().and_then(|n| n.to_str()).is_some_and(owned)) {
-                    if let Err(e) = blocking(move || netns::remove(&path).map_err(PodError::from)).await {
-                        warn("a network namespace", e);
-                    }
-                }
-            }
-            Err(e) => warn("network namespaces", e),
+        let cni = self.cni.clone();
+        if let Err(e) = blocking(move || cni.remove_partial_writes().map_err(PodError::from)).await {
+            warn("CNI cache temp files", e);
         }
         let cni = self.cni.clone();
         match blocking(move || cni.cached().map_err(PodError::from)).await {
             Ok(ids) => {
                 for id in ids.into_iter().filter(|id| !owned(id)) {
+                    tracing::warn!(%id, "detaching a CNI attachment of no sandbox");
                     if let Err(e) = self.cni.del(&id).await {
                         warn("a CNI attachment", e.into());
                     }
@@ -208,6 +214,25 @@ impl Pods {
             }
             Err(e) => warn("CNI attachments", e),
         }
+        match list_dir(&self.config.netns_dir) {
+            Ok(paths) => {
+                for path in paths.into_iter().filter(|p| !p.file_name().and_then(|n| n.to_str()).is_some_and(owned)) {
+                    tracing::warn!(path = %path.display(), "removing a network namespace of no sandbox");
+                    if let Err(e) = blocking(move || netns::remove(&path).map_err(PodError::from)).await {
+                        warn("a network namespace", e);
+                    }
+                }
+            }
+            Err(e) => warn("network namespaces", e),
+        }
+    }
+
+    /// Whether a runtime container of this ID is a sandbox's pause: recorded, or with a record
+    /// set aside as unreadable (left to the operator).
+    pub fn owns(&self, runtime_id: &ContainerId) -> bool {
+        SandboxId::parse(runtime_id.as_str()).is_some_and(|id| {
+            self.store.get(&id).is_some() || self.config.root.join(id.as_str()).join("sandbox.json.corrupt").exists()
+        })
     }
 
     /// Creates a sandbox, or returns the one made for the same pod by an earlier call.

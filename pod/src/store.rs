@@ -69,6 +69,7 @@ impl SandboxStore {
             let Some(id) = entry.file_name().to_str().and_then(SandboxId::parse) else {
                 continue;
             };
+            persist::remove_temp_files(&path).map_err(io_err(&path))?;
             match fs::read(&record_path) {
                 Ok(bytes) => match serde_json::from_slice::<SandboxRecord>(&bytes) {
                     Ok(record) if record.id == id => {

@@ -201,6 +201,27 @@ impl OciRuntime {
         Ok(Some(OciState { status: raw.status, pid }))
     }
 
+    /// Kills and deletes every container the runtime keeps state for that `owned` does not
+    /// claim: what a crash left between the runtime making it and a record naming it, or after
+    /// the record went. One that cannot be deleted is logged and left for the next start.
+    pub async fn delete_unowned(&self, owned: impl Fn(&ContainerId) -> bool) {
+        let root = self.root.clone();
+        let listed = tokio::task::spawn_blocking(move || container_dirs(&root)).await.map_err(io::Error::other);
+        let ids = match listed.and_then(|ids| ids) {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(root = %self.root.display(), "listing the runtime's containers: {e}");
+                return;
+            }
+        };
+        for id in ids.into_iter().filter(|id| !owned(id)) {
+            tracing::warn!(handler = %self.handler.name, %id, "deleting a runtime container of no record");
+            if let Err(e) = self.delete(&id, true).await {
+                tracing::warn!(%id, "deleting a runtime container of no record: {e}");
+            }
+        }
+    }
+
     /// Whether the runtime keeps state for `id`: runc and crun both keep it in `root/<id>`.
     /// Their "does not exist" messages differ, so the directory is what tells absence apart
     /// from a real failure.
@@ -249,6 +270,28 @@ impl OciRuntime {
     fn error(&self, op: OciOp, id: &ContainerId, kind: OciErrorKind) -> OciError {
         OciError { handler: self.handler.name.clone(), op, id: id.clone(), kind }
     }
+}
+
+/// The containers under a runtime's state root (one directory each, named by its ID); the
+/// files of crisp's own commands a crash cut short (their logs, resources) are removed.
+fn container_dirs(root: &Path) -> io::Result<Vec<ContainerId>> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut ids = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if entry.file_type()?.is_dir() {
+            ids.extend(ContainerId::parse(name).ok());
+        } else if name.starts_with(".crisp-") {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(ids)
 }
 
 /// The runtime's global options: its state root, its cgroup driver, and a JSON log.

@@ -25,6 +25,18 @@ pub fn write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
+/// Removes the temp files of [`write`]s a crash cut short from `dir`; only while nothing
+/// writes there.
+pub fn remove_temp_files(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_str().is_some_and(|n| n.starts_with(".tmp-")) {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Records and runtime state are root's business alone: labels and annotations can be
 /// confidential, and a pod's `/dev/shm` must not be reachable by other local users.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
@@ -46,5 +58,15 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
         assert!(write(&dir.path().join("absent/exit.json"), b"x", 0o644).is_err());
+    }
+
+    #[test]
+    fn temp_files_of_cut_short_writes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        write(&dir.path().join("record.json"), b"{}", 0o600).unwrap();
+        fs::write(dir.path().join(".tmp-1-0"), b"{").unwrap();
+        remove_temp_files(dir.path()).unwrap();
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["record.json"]);
     }
 }

@@ -167,6 +167,24 @@ impl Cache {
         ids.sort();
         Ok(ids)
     }
+
+    /// Removes the temp files of writes a crash cut short; only while nothing writes.
+    pub fn remove_partial(&self) -> Result<(), CniError> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Cache::err(&self.dir)(e)),
+        };
+        for entry in entries {
+            let name = entry.map_err(Cache::err(&self.dir))?.file_name();
+            if name.to_str().is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp")) {
+                let path = self.dir.join(&name);
+                tracing::info!(path = %path.display(), "removing a partly written CNI cache entry");
+                fs::remove_file(&path).map_err(Cache::err(&path))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -214,6 +232,18 @@ mod tests {
         fs::write(dir.path().join("c3-eth0.json"), other.to_string()).unwrap();
         assert!(matches!(cache.load("c3"), Err(CniError::CacheCorrupt { .. })));
         assert!(matches!(cache.load("../x"), Err(CniError::InvalidContainerId(_))));
+    }
+
+    #[test]
+    fn partial_writes_are_removed_and_entries_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().to_owned());
+        cache.remove_partial().unwrap();
+        cache.store(&entry("a1")).unwrap();
+        fs::write(dir.path().join(".b2-eth0.tmp"), "{\"kind\":").unwrap();
+        cache.remove_partial().unwrap();
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["a1-eth0.json"]);
     }
 
     #[test]

@@ -202,6 +202,7 @@ impl Containers {
                 tracing::warn!("removing a container dir without a record: {e}");
             }
         }
+        containers.remove_stray_state().await;
         for container in containers.store.all() {
             let record = container.record();
             // Started by the runtime, but the daemon died before it wrote so.
@@ -212,6 +213,12 @@ impl Containers {
                 );
                 if started && let Err(e) = containers.update(&container, |r| r.stage = Stage::Started).await {
                     tracing::warn!(id = %container.id, "recording a start the daemon missed: {e}");
+                }
+            }
+            if container.record().stage == Stage::Removing {
+                tracing::warn!(id = %container.id, "finishing a removal a crash interrupted");
+                if let Err(e) = containers.destroy(&container).await {
+                    tracing::error!(id = %container.id, "removing the container: {e}; Remove will try again");
                 }
             }
             if container.record().stage == Stage::Creating {
@@ -226,6 +233,44 @@ impl Containers {
         containers.ignore_past_exits();
         tokio::spawn(exits::watch(Arc::downgrade(&containers)));
         Ok(containers)
+    }
+
+    /// Unmounts and removes the runtime state (`state/<id>`, its rootfs mount) of containers
+    /// without a record: a crash after a removal took the record, or one set aside as
+    /// unreadable, whose state is left to the operator.
+    async fn remove_stray_state(&self) {
+        let state = self.config.state.clone();
+        let Ok(entries) = blocking(move || {
+            std::fs::read_dir(&state)
+                .and_then(|d| d.map(|e| e.map(|e| e.file_name())).collect::<std::io::Result<Vec<_>>>())
+                .map_err(ContainerError::io(format!("reading {}", state.display())))
+        })
+        .await
+        .inspect_err(|e| tracing::warn!("listing container state: {e}")) else {
+            return;
+        };
+        for name in entries {
+            let Some(id) = name.to_str().and_then(|n| ContainerId::parse(n).ok()) else { continue };
+            if self.owns(&id) {
+                continue;
+            }
+            let dir = self.config.state.join(id.as_str());
+            tracing::warn!(dir = %dir.display(), "removing the runtime state of no container");
+            let result = blocking(move || {
+                let rootfs = dir.join("rootfs");
+                unmount(&rootfs).map_err(ContainerError::io(format!("unmounting {}", rootfs.display())))?;
+                remove_dir(&dir)
+            });
+            if let Err(e) = result.await {
+                tracing::warn!("removing the runtime state of no container: {e}");
+            }
+        }
+    }
+
+    /// Whether a runtime container of this ID is one of ours: recorded, or with a record set
+    /// aside as unreadable (left to the operator).
+    pub fn owns(&self, id: &ContainerId) -> bool {
+        self.store.get(id).is_some() || self.store.dir_of(id).join("container.json.corrupt").exists()
     }
 
     /// Creates a container, or returns the one made for the same pod, name and attempt by an
@@ -248,6 +293,12 @@ impl Containers {
                     if record.stage == Stage::Failed {
                         return Err(Arc::new(ContainerError::AlreadyExists(format!(
                             "container {} failed to be created and is not undone yet: remove it",
+                            record.id
+                        ))));
+                    }
+                    if record.stage == Stage::Removing {
+                        return Err(Arc::new(ContainerError::AlreadyExists(format!(
+                            "container {} is being removed: retry once it is gone",
                             record.id
                         ))));
                     }
@@ -636,7 +687,7 @@ impl Containers {
         let (state, exit) = match (record.stage, exit) {
             (_, Some(exit)) => (ContainerState::Exited, Some(Exit::recorded(&exit))),
             (Stage::Creating, None) => (ContainerState::Created, None),
-            (Stage::Failed, None) => (ContainerState::Exited, Some(Exit::LOST)),
+            (Stage::Failed | Stage::Removing, None) => (ContainerState::Exited, Some(Exit::LOST)),
             // A dead process whose monitor lives is being reaped: its record is on its way.
             (stage, None) if runs(&record) || crate::monitor::runs(&record.monitor_dir) => {
                 (if stage == Stage::Started { ContainerState::Running } else { ContainerState::Created }, None)
@@ -682,6 +733,11 @@ impl Containers {
 
     /// Kills, deletes from the runtime, unmounts and forgets a container.
     async fn destroy(&self, container: &Arc<Container>) -> Result<(), ContainerError> {
+        // Marked first: its exit record goes with its state dir below, and a crash after that
+        // must not leave a record that reads as running. A creation being undone stays hidden.
+        if !matches!(container.record().stage, Stage::Creating | Stage::Removing) {
+            self.update(container, |r| r.stage = Stage::Removing).await?;
+        }
         let record = container.record();
         self.kill(&record, Duration::ZERO).await?;
         self.runtime_of(&record).delete(&record.id, true).await?;

@@ -29,6 +29,9 @@ pub enum Stage {
     /// Its creation failed and could not be wholly undone: shown as exited, for Remove to
     /// finish, and never handed to a retry as if it had worked.
     Failed,
+    /// Its removal began: shown as exited, since its exit record goes with its state; a crash
+    /// halfway leaves it so, and the next start finishes the removal.
+    Removing,
 }
 
 /// A bind mount as the CRI reported it back in ContainerStatus.

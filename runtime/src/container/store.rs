@@ -62,6 +62,7 @@ impl ContainerStore {
                 continue;
             };
             let record_path = path.join(RECORD);
+            persist::remove_temp_files(&path).map_err(io_err(&path))?;
             match fs::read(&record_path) {
                 Ok(bytes) => match serde_json::from_slice::<ContainerRecord>(&bytes) {
                     Ok(record) if record.id == id => {
