@@ -123,7 +123,7 @@ impl ToStatus for &crisp_runtime::container::ContainerError {
         let message = self.to_string();
         match self {
             E::NotFound(_) => Status::not_found(message),
-            E::Ambiguous(_) => Status::invalid_argument(message),
+            E::Ambiguous(_) | E::Invalid(_) => Status::invalid_argument(message),
             E::AlreadyExists(_) => Status::already_exists(message),
             E::NotCreated { .. } | E::NotRunning(_) => Status::failed_precondition(message),
             E::Prepare { kind: PrepareFailure::Invalid, .. } => Status::invalid_argument(message),

@@ -34,6 +34,9 @@ pub enum ContainerError {
     NotFound(String),
     #[error("container ID prefix {0:?} matches more than one container")]
     Ambiguous(String),
+    /// The request names no container, or names one in a way crisp cannot keep.
+    #[error("{0}")]
+    Invalid(String),
     #[error("{0}")]
     AlreadyExists(String),
     #[error("container {0} is not running")]
@@ -280,6 +283,7 @@ impl Containers {
         new: NewContainer,
         prepare: Prepare,
     ) -> Result<ContainerId, Arc<ContainerError>> {
+        new.key.check_name().map_err(|why| Arc::new(ContainerError::Invalid(why)))?;
         let creation = {
             let mut creating = self.creating.lock().expect("creating lock");
             if let Some((fingerprint, creation)) = creating.get(&new.key) {
@@ -781,7 +785,7 @@ impl Containers {
     /// By full ID or a prefix only one ID has.
     fn find_optional(&self, id: &str) -> Result<Option<Arc<Container>>, ContainerError> {
         if id.is_empty() {
-            return Err(ContainerError::NotFound(String::new()));
+            return Err(ContainerError::Invalid("empty container ID".into()));
         }
         if let Ok(full) = ContainerId::parse(id) {
             return Ok(self.store.get(&full));

@@ -16,6 +16,24 @@ pub struct ContainerKey {
     pub attempt: u32,
 }
 
+impl ContainerKey {
+    /// The name ends up in records, events, logs and the kubelet's own names: as pod names, at
+    /// most 253 bytes, no control characters and nothing read as a separator or a path.
+    pub fn check_name(&self) -> Result<(), String> {
+        let name = &self.name;
+        let why = if name.is_empty() {
+            "must not be empty"
+        } else if name.len() > 253 {
+            "longer than 253 bytes"
+        } else if name.chars().any(|c| c.is_control() || c == ';' || c == '=' || c == '/') {
+            "control characters, ';', '=' and '/' are not allowed"
+        } else {
+            return Ok(());
+        };
+        Err(format!("container name {name:?} is not allowed: {why}"))
+    }
+}
+
 /// How far the container got. Whether it still runs is the monitor's exit record's to say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
