@@ -1,5 +1,5 @@
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crisp_image::ImageRecord;
 use crisp_image::overlay::{Upper, mount_overlay};
@@ -59,6 +59,9 @@ pub async fn create_container(
             path.display()
         )));
     }
+    if let (Some(dir), Some(path)) = (&pod.record.config.log_directory, &log_path) {
+        refuse_symlinks(dir, path).await?;
+    }
     let linux = config.linux.clone().unwrap_or_default();
     let security = linux.security_context.clone().unwrap_or_default();
     let new = NewContainer {
@@ -100,6 +103,31 @@ pub async fn create_container(
         }
     };
     Ok(CreateContainerResponse { container_id: id.to_string() })
+}
+
+/// The pod's log directory is the kubelet's; below it nothing on the way to the log file may be
+/// a symlink, or whoever planted one there would choose where the container's output goes.
+async fn refuse_symlinks(dir: &Path, path: &Path) -> Result<(), Status> {
+    let Ok(relative) = path.strip_prefix(dir) else { return Ok(()) };
+    let mut at = dir.to_path_buf();
+    for component in relative.components() {
+        at.push(component);
+        match tokio::fs::symlink_metadata(&at).await {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(Status::invalid_argument(format!(
+                    "CreateContainer: log path {} leads through the symlink {}",
+                    path.display(),
+                    at.display()
+                )));
+            }
+            Ok(_) => {}
+            // Nothing below a missing entry exists; the monitor makes the file without following
+            // a symlink that appears there meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Status::internal(format!("CreateContainer: checking {}: {e}", at.display()))),
+        }
+    }
+    Ok(())
 }
 
 /// The request in a canonical form: a retry must be the same request to get the same container.

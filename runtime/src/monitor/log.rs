@@ -88,7 +88,9 @@ impl LineSplitter {
 
 /// Opens (creating) a container's log for appending; readers outside root's group get nothing.
 pub(crate) fn open(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).mode(0o640).open(path)
+    // A symlink planted where the log goes (at creation or after a rotation) would send the
+    // container's output to a file of the host's choosing.
+    OpenOptions::new().create(true).append(true).mode(0o640).custom_flags(libc::O_NOFOLLOW).open(path)
 }
 
 /// Appends one record with a single write, so that a reader (or a rotation) never sees half
@@ -149,6 +151,18 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_log_that_is_a_symlink_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, b"keep").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("c.log")).unwrap();
+        let error = open(&dir.path().join("c.log")).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::ELOOP), "{error}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+        assert!(open(&dir.path().join("d.log")).is_ok());
+    }
 
     fn split(chunks: &[&[u8]], finish: bool) -> Vec<(Tag, Vec<u8>)> {
         let mut splitter = LineSplitter::default();
