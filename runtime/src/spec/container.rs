@@ -174,6 +174,10 @@ pub enum SpecError {
     WorkingDirNotDirectory(PathBuf),
     #[error("invalid environment variable {0:?}")]
     InvalidEnv(String),
+    #[error("environment variable {key:?} is {bytes} bytes with its name, over the kernel's limit of {MAX_ENV_ENTRY}")]
+    EnvTooLong { key: String, bytes: usize },
+    #[error("working directory {0:?} is in /proc: a process's cwd there reaches the runtime's open files")]
+    WorkingDirInProc(PathBuf),
     #[error("unknown capability {0:?}")]
     UnknownCapability(String),
     #[error("privileged containers are not allowed in a pod that is not privileged")]
@@ -425,8 +429,11 @@ fn environment(process: &ProcessInput, home: &str) -> Result<Vec<String>, SpecEr
     Ok(env.into_iter().filter_map(|(k, v)| v.map(|v| format!("{k}={v}"))).collect())
 }
 
+/// The kernel's MAX_ARG_STRLEN: one `KEY=value` with its NUL.
+const MAX_ENV_ENTRY: usize = 32 * 4096;
+
 fn checked_key<'a>(key: &'a str, whole: &str) -> Result<&'a str, SpecError> {
-    if key.is_empty() || key.contains(['=', '\0']) {
+    if key.is_empty() || key.contains('=') || key.chars().any(char::is_control) {
         return Err(SpecError::InvalidEnv(whole.to_owned()));
     }
     Ok(key)
@@ -435,6 +442,11 @@ fn checked_key<'a>(key: &'a str, whole: &str) -> Result<&'a str, SpecError> {
 fn checked_value<'a>(value: &'a str, whole: &str) -> Result<&'a str, SpecError> {
     if value.contains('\0') {
         return Err(SpecError::InvalidEnv(whole.to_owned()));
+    }
+    // execve refuses a longer one (E2BIG) only when the runtime starts the process, obscurely.
+    if whole.len() >= MAX_ENV_ENTRY {
+        let key = whole.split('=').next().unwrap_or_default().chars().take(64).collect();
+        return Err(SpecError::EnvTooLong { key, bytes: whole.len() });
     }
     Ok(value)
 }
@@ -448,6 +460,21 @@ fn working_dir(process: &ProcessInput, rootfs: &Rootfs) -> Result<PathBuf, SpecE
         .unwrap_or_else(|| "/".into());
     if !dir.is_absolute() {
         return Err(SpecError::RelativeWorkingDir(dir));
+    }
+    // runc before 1.1.12 lets a cwd such as /proc/self/fd/N reach its own open descriptors on
+    // the host (CVE-2024-21626); no process needs to start in /proc.
+    let mut lexical = PathBuf::new();
+    for component in dir.components() {
+        match component {
+            std::path::Component::ParentDir => {
+                lexical.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => lexical.push(other),
+        }
+    }
+    if lexical.starts_with("/proc") {
+        return Err(SpecError::WorkingDirInProc(dir));
     }
     // A missing one is made by the runtime; a file there would fail the start obscurely.
     if rootfs.entry(&dir)? == Entry::Other {

@@ -140,10 +140,15 @@ fn environment_is_merged_with_the_image_first() {
     let env = strings(&build(&f.input)["process"]["env"]);
     assert_eq!(env.iter().filter(|e| e.starts_with("HOME=")).collect::<Vec<_>>(), ["HOME=/custom"]);
 
-    for (key, value) in [("", "x"), ("A=B", "x"), ("NUL", "a\0b")] {
+    for (key, value) in [("", "x"), ("A=B", "x"), ("NUL", "a\0b"), ("A\nB", "x")] {
         f.input.process.env = vec![(key.into(), value.into())];
         assert!(matches!(container_spec(&f.input), Err(SpecError::InvalidEnv(_))), "{key:?}");
     }
+    // One `KEY=value` and its NUL fill the kernel's 128 KiB for one string, and no more.
+    f.input.process.env = vec![("BIG".into(), "x".repeat(131072 - 5))];
+    assert!(container_spec(&f.input).is_ok());
+    f.input.process.env = vec![("BIG".into(), "x".repeat(131072 - 4))];
+    assert!(matches!(container_spec(&f.input), Err(SpecError::EnvTooLong { bytes: 131072, .. })));
 }
 
 #[test]
@@ -158,6 +163,12 @@ fn working_dir_must_be_an_absolute_directory() {
     assert!(matches!(container_spec(&f.input), Err(SpecError::RelativeWorkingDir(_))));
     f.input.process.working_dir = Some("/etc/passwd".into());
     assert!(matches!(container_spec(&f.input), Err(SpecError::WorkingDirNotDirectory(_))));
+    for dir in ["/proc", "/proc/self/fd/7", "/etc/../proc/self/cwd", "/../../proc/1/root"] {
+        f.input.process.working_dir = Some(dir.into());
+        assert!(matches!(container_spec(&f.input), Err(SpecError::WorkingDirInProc(_))), "{dir}");
+    }
+    f.input.process.working_dir = Some("/procedures".into());
+    assert!(container_spec(&f.input).is_ok(), "only /proc itself and below");
 }
 
 #[test]

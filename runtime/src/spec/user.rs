@@ -43,7 +43,7 @@ pub enum SupplementalGroupsPolicy {
 pub enum UserError {
     #[error("run_as_group is set without run_as_user or run_as_username")]
     RunAsGroupWithoutUser,
-    #[error("{what} {value} is not a valid id (0 to 4294967294)")]
+    #[error("{what} {value} is not a valid id (0 to {MAX_ID})")]
     IdOutOfRange { what: &'static str, value: i64 },
     #[error("invalid user {0:?}: expected uid, name, uid:gid or name:group")]
     InvalidUser(String),
@@ -117,6 +117,11 @@ pub fn resolve(request: &UserRequest, image_user: &str, rootfs: &Rootfs) -> Resu
     }
     additional_gids.sort_unstable();
     additional_gids.dedup();
+    // Ids from the image's own passwd and group files, held to the same range.
+    checked_id("uid", uid.into())?;
+    for &gid in &additional_gids {
+        checked_id("gid", gid.into())?;
+    }
     Ok((ResolvedUser { uid, gid, additional_gids }, home))
 }
 
@@ -144,8 +149,12 @@ fn requested(request: &UserRequest, image_user: &str) -> Result<(Id, Option<Id>)
 
 /// A uid or gid from the CRI: never wrapped, and never `(uid_t)-1`, which `setresuid` reads
 /// as "leave unchanged" (root).
+/// The largest id Kubernetes validates and runc (1.1) sets up; past it runc fails the
+/// container's start, after crisp made it.
+const MAX_ID: u32 = i32::MAX as u32;
+
 fn checked_id(what: &'static str, value: i64) -> Result<u32, UserError> {
-    u32::try_from(value).ok().filter(|&id| id != u32::MAX).ok_or(UserError::IdOutOfRange { what, value })
+    u32::try_from(value).ok().filter(|&id| id <= MAX_ID).ok_or(UserError::IdOutOfRange { what, value })
 }
 
 /// A number is an id (refused out of range, never wrapped); anything else a name.
@@ -210,6 +219,7 @@ mod tests {
         app:x:1000:1000::/home/app:/bin/sh\n\
         nohome:x:1001:1001:::/bin/sh\n\
         big:x:4294967296:0::/big:/bin/sh\n\
+        huge:x:3000000000:0::/huge:/bin/sh\n\
         broken line\n";
     const GROUP: &str = "root:x:0:\n\
         app:x:1000:\n\
@@ -274,6 +284,7 @@ mod tests {
         assert!(matches!(run(&image, &none, "4294967295"), Err(UserError::IdOutOfRange { .. })));
         assert!(matches!(run(&image, &none, "99999999999999999999999"), Err(UserError::IdOutOfRange { .. })));
         assert!(matches!(run(&image, &none, "big"), Err(UserError::UnknownUser(_))));
+        assert!(matches!(run(&image, &none, "huge"), Err(UserError::IdOutOfRange { .. })), "from the image's passwd");
         for uid in [-1, 1 << 32, i64::MAX, u32::MAX as i64] {
             let request = UserRequest { run_as_user: Some(uid), ..Default::default() };
             assert!(matches!(run(&image, &request, ""), Err(UserError::IdOutOfRange { .. })), "{uid}");
@@ -282,8 +293,12 @@ mod tests {
         assert!(matches!(run(&image, &request, ""), Err(UserError::IdOutOfRange { .. })));
         let request = UserRequest { run_as_user: Some(1), supplemental_groups: vec![1 << 40], ..Default::default() };
         assert!(matches!(run(&image, &request, ""), Err(UserError::IdOutOfRange { .. })));
-        let request = UserRequest { run_as_user: Some(4294967294), ..Default::default() };
-        assert_eq!(run(&image, &request, "").unwrap().0.uid, 4294967294);
+        for uid in [1 << 31, 4294967294] {
+            let request = UserRequest { run_as_user: Some(uid), ..Default::default() };
+            assert!(matches!(run(&image, &request, ""), Err(UserError::IdOutOfRange { .. })), "{uid}");
+        }
+        let request = UserRequest { run_as_user: Some(2147483647), ..Default::default() };
+        assert_eq!(run(&image, &request, "").unwrap().0.uid, 2147483647);
     }
 
     #[test]
