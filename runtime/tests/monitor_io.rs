@@ -453,22 +453,28 @@ async fn execs_run_with_output_exit_codes_timeouts_and_caps_concurrently() {
     assert_eq!(fs::read_to_string(request.output_dir.join("stdout")).unwrap(), "out\n");
     assert_eq!(fs::read_to_string(request.output_dir.join("stderr")).unwrap(), "err\n");
 
-    // More than the cap: the rest is read and dropped, and the exec ends as it would.
-    let mut capped = lab.exec_request(&id, "capped", &["sh", "-c", "yes | head -c 300000; yes no | head -c 10 >&2"]);
+    // More than the cap: what fits is kept, and the command is killed, as one that goes on
+    // writing might never end.
+    let mut capped = lab.exec_request(&id, "capped", &["sh", "-c", "echo err >&2; yes"]);
     capped.cap_bytes = 1000;
     let result = monitor.exec(&capped).unwrap();
-    assert_eq!(result, ExecResult { exit_code: 0, timed_out: false, truncated: true });
+    // Killed, or ended by its closed pipe if it wrote before its pid was known.
+    assert!(matches!(result.exit_code, 137 | 141) && !result.timed_out && result.truncated, "{result:?}");
     assert_eq!(fs::read(capped.output_dir.join("stdout")).unwrap(), "y\n".repeat(500).as_bytes());
-    assert_eq!(fs::read(capped.output_dir.join("stderr")).unwrap(), b"no\nno\nno\nn");
+    assert_eq!(fs::read(capped.output_dir.join("stderr")).unwrap(), b"err\n");
 
-    // An endless `yes` under a timeout: killed, capped, answered.
+    // An endless `yes` without a timeout ends all the same.
     let mut endless = lab.exec_request(&id, "endless", &["yes"]);
-    (endless.timeout_ms, endless.cap_bytes) = (Some(300), 4096);
-    let started = Instant::now();
+    (endless.timeout_ms, endless.cap_bytes) = (None, 4096);
     let result = monitor.exec(&endless).unwrap();
-    assert_eq!(result, ExecResult { exit_code: 137, timed_out: true, truncated: true });
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(matches!(result.exit_code, 137 | 141) && !result.timed_out && result.truncated, "{result:?}");
     assert_eq!(fs::metadata(endless.output_dir.join("stdout")).unwrap().len(), 4096);
+
+    // A silent one under a timeout: killed, answered.
+    let mut slow = lab.exec_request(&id, "slow", &["sleep", "100"]);
+    slow.timeout_ms = Some(300);
+    let result = monitor.exec(&slow).unwrap();
+    assert_eq!(result, ExecResult { exit_code: 137, timed_out: true, truncated: false });
 
     // Several at once, while the monitor goes on answering: none waits for another.
     let started = Instant::now();

@@ -21,6 +21,11 @@ pub async fn exec_sync(daemon: &Daemon, request: ExecSyncRequest) -> Result<Exec
         .exec_sync(&request.container_id, process, timeout, MAX_OUTPUT)
         .await
         .map_err(ToStatus::to_status)?;
+    if output.truncated {
+        return Err(Status::resource_exhausted(format!(
+            "ExecSync: the command wrote more than {MAX_OUTPUT} bytes to stdout or stderr and was killed"
+        )));
+    }
     if output.timed_out {
         return Err(Status::deadline_exceeded(format!(
             "ExecSync: command timed out after {}s and was killed",

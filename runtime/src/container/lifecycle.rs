@@ -148,6 +148,8 @@ pub struct ExecOutput {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub timed_out: bool,
+    /// stdout or stderr passed the cap, and the command was killed for it.
+    pub truncated: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -578,6 +580,7 @@ impl Containers {
                     stdout: read("stdout")?,
                     stderr: read("stderr")?,
                     timed_out: result.timed_out,
+                    truncated: result.truncated,
                 })
             })();
             let _ = std::fs::remove_dir_all(&dir);

@@ -1123,11 +1123,27 @@ impl Server {
             output.pipe = None;
             return self.finish_exec(key);
         }
-        if let Err(e) = output.write(&chunk[..n], cap) {
-            // The caller finds a short file; the process is not held up for it.
-            output.truncated = true;
-            output.written = cap;
-            self.note(format_args!("exec {key}: writing its {stream:?}: {e}"));
+        match output.write(&chunk[..n], cap) {
+            Ok(()) if output.truncated => {
+                // Output past the cap is never answered with, and a command that goes on
+                // writing (`yes`) would run until its timeout, or for ever without one.
+                // With its pipe closed, the next write ends it (SIGPIPE) if it is not killed
+                // here first: its runtime, left alone, cleans up after it and exits.
+                output.pipe = None;
+                let process = fs::read_to_string(&exec.pid_file).ok().and_then(|t| t.trim().parse::<i32>().ok());
+                // The runtime, the process's parent, is not reaped: the pid is still the process's.
+                if let Some(process) = process.filter(|&p| p > 0 && exec.runtime_pid.is_some()) {
+                    let _ = kill(Pid::from_raw(process), Signal::SIGKILL);
+                }
+                self.note(format_args!("exec {key}: its {stream:?} passed {cap} bytes, killed"));
+            }
+            Ok(()) => {}
+            Err(e) => {
+                // The caller finds a short file; the process is not held up for it.
+                output.truncated = true;
+                output.written = cap;
+                self.note(format_args!("exec {key}: writing its {stream:?}: {e}"));
+            }
         }
     }
 
@@ -1147,8 +1163,10 @@ impl Server {
             let _ = fs::remove_file(done);
         }
         let exit_code = exit_code(status).map_or(-1, |(_, code)| code);
-        let response = if started || exec.timed_out {
-            let truncated = exec.stdout.truncated || exec.stderr.truncated;
+        let truncated = exec.stdout.truncated || exec.stderr.truncated;
+        // Output means the process ran, though its runtime may have been killed for it before
+        // writing the pid file.
+        let response = if started || exec.timed_out || truncated {
             Response::Exec(ExecResult { exit_code, timed_out: exec.timed_out, truncated })
         } else {
             Response::Failed { kind: FailureKind::Runtime, message: failure_message(&log, b"", Described(status)) }
