@@ -16,9 +16,11 @@ use crisp_conformance::client::CriClient;
 use crisp_conformance::lab::Lab as ImageLab;
 use crisp_conformance::lab::image::LabImage;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, CreateContainerRequest, ImageSpec, ListContainersRequest,
-    ListPodSandboxRequest, PodSandboxConfig, PodSandboxMetadata, PodSandboxState, PodSandboxStatusRequest,
-    PullImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
+    ContainerConfig, ContainerMetadata, ContainerState, CreateContainerRequest, ExecSyncRequest, ImageSpec,
+    ImageStatusRequest, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListContainersRequest, ListImagesRequest,
+    ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PodSandboxState,
+    PodSandboxStatusRequest, PullImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
+    StopPodSandboxRequest,
 };
 use tonic::Code;
 
@@ -333,5 +335,163 @@ async fn a_runtime_hanging_on_create_is_killed_at_the_command_timeout() {
     for pod in [steady, victim, other] {
         remove(&mut client, &pod).await;
     }
+    assert_no_pod_left(&lab, Some(&net));
+}
+
+/// A pod on the host's network: no CNI network needed.
+fn host_network_pod(lab: &Lab, name: &str) -> PodSandboxConfig {
+    let mut config = pod_config(lab, name);
+    let namespace_options = NamespaceOption { network: NamespaceMode::Node as i32, ..Default::default() };
+    config.linux = Some(LinuxPodSandboxConfig {
+        security_context: Some(LinuxSandboxSecurityContext {
+            namespace_options: Some(namespace_options),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    config
+}
+
+/// Stops the daemon as an operator would, damages a record, and starts it again.
+async fn restart_with_damage(lab: &Lab, mut daemon: common::Daemon, damage: impl FnOnce()) -> common::Daemon {
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait_exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status}\n{}", daemon.logs());
+    damage();
+    lab.start()
+}
+
+/// Cuts a record file in half, as a torn write on a filesystem without ordering would.
+fn truncate(path: &Path) {
+    let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    fs::write(path, &bytes[..bytes.len() / 2]).unwrap();
+}
+
+async fn image_ids(client: &mut CriClient) -> Vec<String> {
+    let images = client.image.list_images(ListImagesRequest::default()).await.unwrap().into_inner().images;
+    images.into_iter().map(|i| i.id).collect()
+}
+
+#[tokio::test]
+async fn an_unreadable_sandbox_record_is_set_aside_and_the_other_pods_served() {
+    let lab = Lab::new();
+    lab.write_config("");
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+    let damaged = run(&mut client, &host_network_pod(&lab, "damaged"), "").await.unwrap();
+    let intact = run(&mut client, &host_network_pod(&lab, "intact"), "").await.unwrap();
+
+    let record = lab.path(&format!("root/pods/{damaged}/sandbox.json"));
+    let daemon = restart_with_damage(&lab, daemon, || truncate(&record)).await;
+    let mut client = daemon.client().await;
+    assert_eq!(pod_ids(&mut client).await, vec![intact.clone()], "{}", daemon.logs());
+    assert!(is_ready(&mut client, &intact).await);
+    assert!(!record.exists());
+    assert!(record.with_file_name("sandbox.json.corrupt").exists(), "kept for the operator");
+    assert_contains(&daemon.logs(), "unreadable sandbox record set aside");
+    assert_contains(&daemon.logs(), &record.display().to_string());
+
+    remove(&mut client, &intact).await;
+    assert_eq!(pod_ids(&mut client).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_unreadable_container_record_is_set_aside_and_the_other_containers_served() {
+    let registry = ImageLab::start().await.expect("lab registry");
+    let lab = Lab::new();
+    lab.write_config("");
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+    let image = format!("{}/{}", registry.registry().addr(), LabImage::Busybox);
+    pull(&mut client, &image).await.unwrap();
+    let config = host_network_pod(&lab, "two-containers");
+    let pod = run(&mut client, &config, "").await.unwrap();
+    let mut ids = Vec::new();
+    for name in ["damaged", "intact"] {
+        let id = create(&mut client, &pod, &config, container_config(&image, name)).await.unwrap();
+        client.runtime.start_container(StartContainerRequest { container_id: id.clone() }).await.unwrap();
+        ids.push(id);
+    }
+    let (damaged, intact) = (ids[0].clone(), ids[1].clone());
+
+    let record = lab.path(&format!("root/containers/{damaged}/container.json"));
+    let daemon = restart_with_damage(&lab, daemon, || fs::write(&record, "{\"id\": \"").unwrap()).await;
+    let mut client = daemon.client().await;
+    assert_eq!(container_ids(&mut client).await, vec![intact.clone()], "{}", daemon.logs());
+    let request =
+        ExecSyncRequest { container_id: intact.clone(), cmd: vec!["echo".into(), "served".into()], timeout: 10 };
+    let answer = client.runtime.exec_sync(request).await.unwrap().into_inner();
+    assert_eq!((answer.exit_code, answer.stdout.as_slice()), (0, b"served\n".as_slice()));
+    let items = client.runtime.list_containers(ListContainersRequest::default()).await.unwrap().into_inner().containers;
+    assert_eq!(items[0].state, ContainerState::ContainerRunning as i32);
+    assert!(!record.exists());
+    assert!(record.with_file_name("container.json.corrupt").exists(), "kept for the operator");
+    assert_contains(&daemon.logs(), "unreadable container record set aside");
+    assert_contains(&daemon.logs(), &record.display().to_string());
+
+    remove(&mut client, &pod).await;
+}
+
+#[tokio::test]
+async fn an_unreadable_image_record_is_set_aside_and_the_other_images_served() {
+    let registry = ImageLab::start().await.expect("lab registry");
+    let lab = Lab::new();
+    lab.write_config("");
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+    let busybox = format!("{}/{}", registry.registry().addr(), LabImage::Busybox);
+    let web = format!("{}/{}", registry.registry().addr(), LabImage::WebServer);
+    pull(&mut client, &busybox).await.unwrap();
+    let damaged = pull(&mut client, &web).await.unwrap();
+    assert!(image_ids(&mut client).await.contains(&damaged), "PullImage answers the image's ID");
+    let hex = damaged.trim_start_matches("sha256:");
+
+    let record = lab.path(&format!("root/image/images/{hex}.json"));
+    let daemon = restart_with_damage(&lab, daemon, || truncate(&record)).await;
+    let mut client = daemon.client().await;
+    let left = image_ids(&mut client).await;
+    assert_eq!(left.len(), 1, "{left:?}\n{}", daemon.logs());
+    assert_ne!(left[0], damaged);
+    let request =
+        ImageStatusRequest { image: Some(ImageSpec { image: busybox.clone(), ..Default::default() }), verbose: false };
+    assert!(client.image.image_status(request).await.unwrap().into_inner().image.is_some());
+    assert!(record.with_extension("corrupt").exists(), "kept for the operator");
+    assert_contains(&daemon.logs(), "image record set aside");
+    assert_contains(&daemon.logs(), &record.display().to_string());
+
+    // The image set aside is pulled afresh.
+    assert_eq!(pull(&mut client, &web).await.unwrap(), damaged);
+    assert_eq!(image_ids(&mut client).await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_unreadable_cni_cache_entry_is_set_aside_and_its_pod_still_detaches() {
+    let lab = Lab::new();
+    let net = lab.set_network(79, "");
+    lab.write_config("");
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+    let damaged = run(&mut client, &pod_config(&lab, "damaged"), "").await.unwrap();
+    let intact = run(&mut client, &pod_config(&lab, "intact"), "").await.unwrap();
+    assert_eq!(net.reserved_ips().len(), 2);
+
+    let entry = lab.path(&format!("root/network/cache/{damaged}-eth0.json"));
+    let daemon = restart_with_damage(&lab, daemon, || truncate(&entry)).await;
+    let mut client = daemon.client().await;
+    assert_contains(&daemon.logs(), "unreadable CNI cache entry set aside");
+    assert_contains(&daemon.logs(), &entry.display().to_string());
+    assert!(!entry.exists());
+    assert!(entry.with_file_name(format!("{damaged}-eth0.json.corrupt")).exists(), "kept for the operator");
+    let mut listed = pod_ids(&mut client).await;
+    listed.sort();
+    let mut expected = vec![damaged.clone(), intact.clone()];
+    expected.sort();
+    assert_eq!(listed, expected);
+    assert!(is_ready(&mut client, &intact).await);
+
+    // Its DEL goes along the network configured now: the address it got is freed.
+    remove(&mut client, &damaged).await;
+    assert_eq!(net.reserved_ips().len(), 1, "{}", daemon.logs());
+    remove(&mut client, &intact).await;
     assert_no_pod_left(&lab, Some(&net));
 }
