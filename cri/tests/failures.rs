@@ -495,3 +495,84 @@ async fn an_unreadable_cni_cache_entry_is_set_aside_and_its_pod_still_detaches()
     remove(&mut client, &intact).await;
     assert_no_pod_left(&lab, Some(&net));
 }
+
+/// Fills the filesystem at `dir` with one file, until it has no byte left.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut file = fs::File::create(&path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    loop {
+        match file.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+    // The last partial chunk: byte by byte.
+    while file.write(&[0]).is_ok_and(|n| n == 1) {}
+    path
+}
+
+#[tokio::test]
+async fn a_full_disk_under_root_is_resource_exhausted_corrupts_nothing_and_passes() {
+    let registry = ImageLab::start().await.expect("lab registry");
+    let lab = Lab::new();
+    let root = lab.path("root");
+    fs::create_dir_all(&root).unwrap();
+    // A small filesystem of its own; the lab's clean-up unmounts it (it is under the lab's dir),
+    // also when the test fails.
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m,mode=0700", "crisp-full"])
+        .arg(&root)
+        .status()
+        .expect("mount(8) (util-linux) runs");
+    assert!(mounted.success(), "mounting a tmpfs on {}", root.display());
+    lab.write_config("");
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+    let busybox = format!("{}/{}", registry.registry().addr(), LabImage::Busybox);
+    let web = format!("{}/{}", registry.registry().addr(), LabImage::WebServer);
+    let image = pull(&mut client, &busybox).await.unwrap();
+    let config = host_network_pod(&lab, "before");
+    let pod = run(&mut client, &config, "").await.unwrap();
+    let container = create(&mut client, &pod, &config, container_config(&busybox, "before")).await.unwrap();
+    client.runtime.start_container(StartContainerRequest { container_id: container.clone() }).await.unwrap();
+
+    let filler = fill(&root);
+    let full = |what: &str, result: Result<String, tonic::Status>, logs: &dyn Fn() -> String| {
+        let err = result.expect_err(what);
+        assert_eq!(err.code(), Code::ResourceExhausted, "{what}: {err:?}\n{}", logs());
+        assert!(
+            err.message().contains("No space left on device") || err.message().contains("no space"),
+            "{what}: {err:?}"
+        );
+    };
+    let logs = || daemon.logs();
+    full("PullImage", pull(&mut client, &web).await, &logs);
+    let other = host_network_pod(&lab, "after");
+    full("RunPodSandbox", run(&mut client, &other, "").await, &logs);
+    full("CreateContainer", create(&mut client, &pod, &config, container_config(&busybox, "after")).await, &logs);
+    assert_eq!(pod_ids(&mut client).await, vec![pod.clone()]);
+    assert_eq!(container_ids(&mut client).await, vec![container.clone()]);
+    assert_eq!(image_ids(&mut client).await, vec![image.clone()]);
+
+    // A restart, the disk still full: what was there reads back whole.
+    let daemon = restart_with_damage(&lab, daemon, || {}).await;
+    let mut client = daemon.client().await;
+    assert_eq!(pod_ids(&mut client).await, vec![pod.clone()], "{}", daemon.logs());
+    assert!(is_ready(&mut client, &pod).await);
+    assert_eq!(container_ids(&mut client).await, vec![container.clone()]);
+    assert_eq!(image_ids(&mut client).await, vec![image.clone()]);
+    assert!(!daemon.logs().contains("set aside"), "{}", daemon.logs());
+
+    // Space again: the same calls pass.
+    fs::remove_file(&filler).unwrap();
+    pull(&mut client, &web).await.unwrap();
+    let after = run(&mut client, &other, "").await.unwrap();
+    let id = create(&mut client, &pod, &config, container_config(&busybox, "after")).await.unwrap();
+    client.runtime.start_container(StartContainerRequest { container_id: id }).await.unwrap();
+    remove(&mut client, &after).await;
+    remove(&mut client, &pod).await;
+}
