@@ -576,3 +576,120 @@ async fn a_full_disk_under_root_is_resource_exhausted_corrupts_nothing_and_passe
     remove(&mut client, &after).await;
     remove(&mut client, &pod).await;
 }
+
+/// An HTTP proxy in front of a registry, one request per connection, that while `stall` is set
+/// answers a layer blob (a blob of more than 64 KiB) with its headers and half its bytes, then
+/// nothing, holding the connection open until `release`.
+struct StallingProxy {
+    addr: std::net::SocketAddr,
+    stall: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The stalled connections with the path each asked for.
+    held: std::sync::Arc<std::sync::Mutex<Vec<(std::net::TcpStream, String)>>>,
+}
+
+impl StallingProxy {
+    fn start(upstream: String) -> StallingProxy {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = StallingProxy {
+            addr: listener.local_addr().unwrap(),
+            stall: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            held: Default::default(),
+        };
+        let (stall, held) = (proxy.stall.clone(), proxy.held.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (stall, held, upstream) = (stall.clone(), held.clone(), upstream.clone());
+                std::thread::spawn(move || {
+                    if let Some((path, response, head_len)) = relay(&client, &upstream) {
+                        let body = response.len() - head_len;
+                        let mut out = &client;
+                        if stall.load(Ordering::SeqCst) && path.contains("/blobs/") && body > 64 * 1024 {
+                            let _ = std::io::Write::write_all(&mut out, &response[..head_len + body / 2]);
+                            held.lock().unwrap().push((client, path));
+                        } else {
+                            let _ = std::io::Write::write_all(&mut out, &response);
+                        }
+                    }
+                });
+            }
+        });
+        proxy
+    }
+
+    /// Closes the stalled connections and lets every later request through.
+    fn release(&self) {
+        self.stall.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.held.lock().unwrap().clear();
+    }
+}
+
+/// Reads one request head from `client`, sends it upstream asking the registry to close after
+/// it, and returns the path asked for, the whole response and the length of its head.
+fn relay(client: &std::net::TcpStream, upstream: &str) -> Option<(String, Vec<u8>, usize)> {
+    use std::io::{Read, Write};
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    let mut reader = client;
+    while !head.ends_with(b"\r\n\r\n") {
+        if reader.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let path = text.split(' ').nth(1).unwrap_or_default().to_owned();
+    let mut request: String = text
+        .trim_end()
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    request.push_str("Connection: close\r\n\r\n");
+    let mut registry = std::net::TcpStream::connect(upstream).ok()?;
+    registry.write_all(request.as_bytes()).ok()?;
+    let mut response = Vec::new();
+    registry.read_to_end(&mut response).ok()?;
+    let head_len = response.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    Some((path, response, head_len))
+}
+
+#[tokio::test]
+async fn a_registry_stalling_mid_blob_fails_the_pull_and_leaves_no_partial_blob() {
+    let registry = ImageLab::start().await.expect("lab registry");
+    let proxy = StallingProxy::start(registry.registry().addr().to_string());
+    let lab = Lab::new();
+    lab.write_config("");
+    let daemon = lab.start();
+    let mut client = daemon.client().await;
+    let image = format!("{}/{}", proxy.addr, LabImage::Busybox);
+
+    let mut request = tonic::Request::new(PullImageRequest {
+        image: Some(ImageSpec { image: image.clone(), ..Default::default() }),
+        ..Default::default()
+    });
+    request.set_timeout(Duration::from_secs(5));
+    let err = client.image.pull_image(request).await.unwrap_err();
+    // tonic says Cancelled for its own deadline, DeadlineExceeded for one the server noticed first.
+    assert!(matches!(err.code(), Code::Cancelled | Code::DeadlineExceeded), "{err:?}\n{}", daemon.logs());
+    let stalled = proxy.held.lock().unwrap().iter().map(|(_, path)| path.clone()).collect::<Vec<_>>();
+    assert_eq!(stalled.len(), 1, "the layer's download stalled halfway: {stalled:?}");
+    let digest = stalled[0].rsplit('/').next().unwrap().to_owned();
+    let hex = digest.trim_start_matches("sha256:").to_owned();
+    // Nothing of it is visible while it hangs: the half received is only in the ingest dir.
+    assert_eq!(image_ids(&mut client).await, Vec::<String>::new());
+    assert!(!lab.path(&format!("root/image/blobs/sha256/{hex}")).exists());
+    let ingest = lab.path("root/image/ingest");
+    assert_eq!(fs::read_dir(&ingest).unwrap().count(), 1, "the download in flight");
+
+    // The registry cuts the transfer off: the download fails and its partial blob goes.
+    proxy.release();
+    wait_for("the partial download removed", || fs::read_dir(&ingest).map(|d| d.count() == 0).unwrap_or(false)).await;
+    assert!(!lab.path(&format!("root/image/blobs/sha256/{hex}")).exists());
+    assert_eq!(image_ids(&mut client).await, Vec::<String>::new());
+
+    // A later pull fetches it whole.
+    let id = pull(&mut client, &image).await.unwrap();
+    assert_eq!(image_ids(&mut client).await, vec![id]);
+    assert!(lab.path(&format!("root/image/blobs/sha256/{hex}")).exists());
+}
