@@ -462,6 +462,8 @@ async fn cni_failing_mid_add_leaves_nothing() {
     let mut client = daemon.client().await;
 
     let err = run(&mut client, pod_config("doomed")).await.unwrap_err();
+    // The plugin, its command and its own error object, code and message.
+    assert_contains(err.message(), "CNI plugin crisp-fail ADD failed");
     assert_contains(err.message(), "refused on purpose");
     assert!(net.reserved_ips().is_empty(), "the IP bridge reserved was freed");
     assert!(net.veths().is_empty());
