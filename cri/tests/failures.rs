@@ -1,7 +1,7 @@
 //! End-to-end: what crisp does when what it depends on fails. CNI plugins and a runtime handler
 //! that fail or hang on demand (small scripts in the lab's dir, delegating to Debian's plugins and
-//! runc otherwise), unreadable records, a full disk: each RPC fails with a clear status, leaves
-//! nothing behind, and the daemon keeps serving the rest.
+//! runc otherwise), a registry that stalls mid-blob, unreadable records, a full disk: each RPC
+//! fails with a clear status, leaves nothing behind, and the daemon keeps serving the rest.
 
 mod common;
 
