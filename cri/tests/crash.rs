@@ -252,8 +252,9 @@ impl World {
             Ok(client) => self.client = client,
             Err(e) => {
                 let exited = daemon.child.try_wait().ok().flatten();
+                let listeners = listeners(&daemon.socket);
                 panic!(
-                    "{}: connecting after the restart: {e} (crisp exited: {exited:?})\n{}",
+                    "{}: connecting after the restart: {e} (crisp exited: {exited:?}; listening: {listeners:?})\n{}",
                     self.iteration,
                     daemon.logs()
                 )
@@ -305,7 +306,13 @@ impl World {
 
     fn rpc_failed(&mut self, rpc: &str, e: tonic::Status) -> ! {
         let exited = self.daemon.as_mut().and_then(|d| d.child.try_wait().ok().flatten());
-        panic!("{}: {rpc}: {e} (crisp exited: {exited:?})\n{}", self.iteration, self.logs())
+        let listeners = listeners(&self.lab.socket());
+        let pid = self.daemon.as_ref().map(|d| d.child.id());
+        panic!(
+            "{}: {rpc}: {e} (crisp {pid:?} exited: {exited:?}; listening on its socket: {listeners:?})\n{}",
+            self.iteration,
+            self.logs()
+        )
     }
 
     async fn container_pid(&mut self, id: &str) -> Option<u32> {
@@ -513,6 +520,13 @@ impl World {
             self.logs()
         );
     }
+}
+
+/// The processes listening on a unix socket path, as `ss` shows them.
+fn listeners(socket: &Path) -> Vec<String> {
+    let out = Command::new("ss").args(["-xlpn"]).output().map(|o| o.stdout).unwrap_or_default();
+    let path = socket.to_string_lossy();
+    String::from_utf8_lossy(&out).lines().filter(|l| l.contains(path.as_ref())).map(str::to_owned).collect()
 }
 
 /// The entries of a directory, by name; none if it is missing.
