@@ -51,9 +51,6 @@ impl Reference {
                 return Err(invalid("a tag is 1-128 of [A-Za-z0-9_.-], not starting with '.' or '-'"));
             }
         }
-        if name.len() > MAX_NAME {
-            return Err(invalid("the name is longer than 255 characters"));
-        }
         let (registry, path) = match name.split_once('/') {
             Some((first, rest)) if is_registry(first) => (first, rest.to_owned()),
             _ => (DOCKER_HUB, name.to_owned()),
@@ -63,6 +60,11 @@ impl Reference {
             return Err(invalid("the registry is not a valid host[:port]"));
         }
         let repository = if registry == DOCKER_HUB && !path.contains('/') { format!("library/{path}") } else { path };
+        // The limit is on the normalized name, as Docker's: `busybox` counts as
+        // `docker.io/library/busybox`, so a name accepted here also parses once printed.
+        if registry.len() + 1 + repository.len() > MAX_NAME {
+            return Err(invalid("the name is longer than 255 characters"));
+        }
         if !repository.split('/').all(is_path_component) {
             return Err(invalid(
                 "repository path components are lowercase letters and digits, separated by '.', '_', '__' or '-'",
@@ -215,6 +217,8 @@ mod tests {
             "busybox:tag:tag",
             &format!("busybox:{}", "t".repeat(129)),
             &format!("x/{}", "a".repeat(300)),
+            // 250 characters as written, 268 once normalized.
+            &"a".repeat(250),
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} parsed");
         }
