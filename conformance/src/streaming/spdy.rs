@@ -291,6 +291,20 @@ async fn read_frame<R: AsyncRead + Unpin>(
     }))
 }
 
+/// Reads frames from `bytes` as the client's read loop does, up to the end or the first error;
+/// the fuzz targets (fuzz/) reach the client's parser through this. Returns the frames read.
+#[doc(hidden)]
+pub fn parse_frames(mut bytes: &[u8]) -> anyhow::Result<usize> {
+    use futures::FutureExt as _;
+    let mut inflate = HeaderDecompressor::default();
+    let mut frames = 0;
+    // Reading from a slice never waits, so each read is ready at its first poll.
+    while read_frame(&mut bytes, &mut inflate).now_or_never().expect("a slice never waits")?.is_some() {
+        frames += 1;
+    }
+    Ok(frames)
+}
+
 fn control(kind: u16, flags: u8, body: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(8 + body.len());
     frame.extend_from_slice(&[0x80, 0x03]);

@@ -286,14 +286,16 @@ async fn read_channels<IO: Io>(
 }
 
 #[derive(Debug, thiserror::Error)]
-enum FrameError {
+pub enum FrameError {
     #[error("stream close message of {0} bytes instead of 2")]
     StreamClose(usize),
     #[error("bad base64 payload: {0}")]
     Base64(#[from] base64::DecodeError),
 }
 
-fn decode(protocol: Protocol, mut payload: Bytes) -> Result<Option<ChannelMessage>, FrameError> {
+/// Public for the fuzz targets (fuzz/) only.
+#[doc(hidden)]
+pub fn decode(protocol: Protocol, mut payload: Bytes) -> Result<Option<ChannelMessage>, FrameError> {
     let Some(&first) = payload.first() else { return Ok(None) };
     if protocol == Protocol::V5 && first == STREAM_CLOSE {
         return match payload[..] {
@@ -311,7 +313,9 @@ fn decode(protocol: Protocol, mut payload: Bytes) -> Result<Option<ChannelMessag
     Ok((!data.is_empty()).then_some(ChannelMessage::Data { channel, data }))
 }
 
-fn encode(protocol: Protocol, channel: u8, data: &[u8]) -> io::Result<Message> {
+/// Public for the fuzz targets (fuzz/) only.
+#[doc(hidden)]
+pub fn encode(protocol: Protocol, channel: u8, data: &[u8]) -> io::Result<Message> {
     if !protocol.is_base64() {
         let mut message = Vec::with_capacity(1 + data.len());
         message.push(channel);

@@ -21,6 +21,9 @@ use tracing::Instrument;
 pub use credentials::Credentials;
 pub use endpoint::{Endpoint, endpoints};
 pub use error::PullError;
+/// The document parsers on their own, for the fuzz targets (fuzz/).
+#[doc(hidden)]
+pub use manifest::{parse_config, parse_manifest};
 
 use self::manifest::{Descriptor, MAX_DOCUMENT_SIZE, Manifest};
 use crate::config::RegistryConfig;

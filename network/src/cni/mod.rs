@@ -14,6 +14,9 @@ pub use capabilities::{Bandwidth, Dns, PortMapping, Protocol};
 pub use error::{CniError, Command, PluginFailure};
 pub use facade::Cni;
 pub use request::{Attachment, PodNetworkRequest};
+/// The ADD result parser on its own, for the fuzz targets (fuzz/).
+#[doc(hidden)]
+pub use result::{parse as parse_result, pod_ips};
 pub use version::{Incompatible, SpecVersion};
 #[cfg(test)]
 mod tests;

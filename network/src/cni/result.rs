@@ -34,7 +34,7 @@ struct IpConfig {
 
 /// Checks an ADD result and returns it in the format of `version` (the one the network runs),
 /// converting a result a plugin wrote for another supported version, as libcni does.
-pub(crate) fn parse(bytes: &[u8], version: SpecVersion) -> Result<Value, String> {
+pub fn parse(bytes: &[u8], version: SpecVersion) -> Result<Value, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err("no result".into());
     }
@@ -90,7 +90,7 @@ fn cidr_address(cidr: &str) -> Option<IpAddr> {
 
 /// The pod's addresses in a result [`parse`] accepted: those on an interface inside the sandbox
 /// (or on none named, as IPAM results have it), IPv4 first.
-pub(crate) fn pod_ips(result: &Value) -> Vec<IpAddr> {
+pub fn pod_ips(result: &Value) -> Vec<IpAddr> {
     let Ok(shape) = Shape::deserialize(result) else { return Vec::new() };
     let mut ips: Vec<IpAddr> = Vec::new();
     for ip in &shape.ips {

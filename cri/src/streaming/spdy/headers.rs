@@ -85,6 +85,12 @@ pub struct HeaderDecompressor {
     zlib: Decompress,
 }
 
+impl Default for HeaderDecompressor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl HeaderDecompressor {
     pub fn new() -> Self {
         Self { zlib: Decompress::new(true) }

@@ -37,3 +37,6 @@ mod headers;
 mod session;
 
 pub use session::{Connection, Incoming, Stream, StreamReader, StreamWriter, serve};
+/// The frame and header block codecs on their own, for the fuzz targets (fuzz/).
+#[doc(hidden)]
+pub use {frame::Frame, headers::HeaderDecompressor};
