@@ -103,6 +103,8 @@ async fn bench_runs_every_workload_and_leaves_nothing() {
     assert_summary("ListContainers", &held["list_containers"]);
     assert_summary("ListPodSandbox", &held["list_pod_sandbox"]);
     assert!(held["daemon_cpu"]["own"].as_f64().unwrap() > 0.0, "{held}");
+    // Two monitors that live well under a clock tick may not have used one: present is enough.
+    assert!(held["keepers_cpu"]["own"].as_f64().is_some(), "{held}");
 
     assert_times("pull", &report["pull"], 2);
 

@@ -149,6 +149,7 @@ mod tests {
             daemon_rss_before_kib: Some(1000),
             daemon_rss_held_kib: Some(1000 * slower.pow(i as u32)),
             daemon_cpu: Some(CpuSeconds::default()),
+            keepers_cpu: None,
             per_pod: PerPod {
                 keeper: None,
                 keepers_found: 0,

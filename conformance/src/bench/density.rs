@@ -12,8 +12,9 @@ use std::time::Instant;
 use k8s_cri::v1::{ListContainersRequest, ListPodSandboxRequest, PodSandboxStatusRequest};
 use serde::Serialize;
 
-use super::host::{self, CpuSeconds};
+use super::host::{self, CpuSeconds, Keeper};
 use super::pods::{self, Prepared};
+use super::stats::lower_median;
 use super::{BenchError, Summary, Target, call};
 use crate::suite::TestImages;
 
@@ -39,6 +40,11 @@ pub struct DensityLine {
     /// User and system time, from before the first RunPodSandbox to after the last
     /// RemovePodSandbox.
     pub daemon_cpu: Option<CpuSeconds>,
+    /// The keepers' user and system time, added up over distinct processes, read just before
+    /// the pods' removal. They are no children the daemon waits for (they outlive it), so
+    /// `daemon_cpu` misses them, and with them the runc calls a containerd shim makes; None when
+    /// no keeper was found.
+    pub keepers_cpu: Option<CpuSeconds>,
     pub per_pod: PerPod,
     pub list_containers: Summary,
     pub list_pod_sandbox: Summary,
@@ -88,7 +94,8 @@ async fn measure(target: &Target, prepared: &Prepared, count: usize) -> Result<D
             pod_ids.push(pods::launch(target, prepared, prepared.pod("bench-density")).await?.pod_id);
         }
         let daemon_rss_held_kib = daemon_pid.and_then(host::rss_kib);
-        let per_pod = per_pod(target, &pod_ids).await?;
+        let keepers = host::keepers(pod_ids.clone()).await;
+        let per_pod = per_pod(target, &pod_ids, &keepers).await?;
         let list_containers = time_calls(|| async {
             let request = ListContainersRequest { filter: None };
             call(target, "ListContainers", target.client.runtime.clone().list_containers(request)).await.map(drop)
@@ -99,15 +106,17 @@ async fn measure(target: &Target, prepared: &Prepared, count: usize) -> Result<D
             call(target, "ListPodSandbox", target.client.runtime.clone().list_pod_sandbox(request)).await.map(drop)
         })
         .await?;
-        Ok::<_, BenchError>((daemon_rss_held_kib, per_pod, list_containers, list_pod_sandbox))
+        Ok::<_, BenchError>((daemon_rss_held_kib, keepers, per_pod, list_containers, list_pod_sandbox))
     };
     let held = held.await;
+    // Read before the removal ends the keepers: their time is gone with them.
+    let keepers_cpu = held.as_ref().ok().and_then(|(_, keepers, ..)| keepers_cpu(keepers.values().map(|k| k.pid)));
     let mut removed = Ok(());
     for pod_id in &pod_ids {
         removed = removed.and(pods::remove_pod(target, pod_id).await);
     }
     let daemon_cpu = cpu_before.zip(daemon_pid.and_then(CpuSeconds::read)).map(|(before, after)| after.since(before));
-    let (daemon_rss_held_kib, per_pod, list_containers, list_pod_sandbox) = held?;
+    let (daemon_rss_held_kib, _, per_pod, list_containers, list_pod_sandbox) = held?;
     removed?;
     Ok(DensityLine {
         endpoint: target.endpoint.to_string(),
@@ -116,10 +125,21 @@ async fn measure(target: &Target, prepared: &Prepared, count: usize) -> Result<D
         daemon_rss_before_kib,
         daemon_rss_held_kib,
         daemon_cpu,
+        keepers_cpu,
         per_pod,
         list_containers,
         list_pod_sandbox,
     })
+}
+
+/// The CPU time of the distinct processes of `pids` that are still there, added up; None when
+/// none is.
+fn keepers_cpu(pids: impl Iterator<Item = u32>) -> Option<CpuSeconds> {
+    let distinct: std::collections::BTreeSet<u32> = pids.collect();
+    distinct
+        .into_iter()
+        .filter_map(CpuSeconds::read)
+        .reduce(|a, b| CpuSeconds { own: a.own + b.own, children: a.children + b.children })
 }
 
 /// The wall time of [`LIST_CALLS`] calls, one after another.
@@ -135,9 +155,8 @@ async fn time_calls<F: Future<Output = Result<(), BenchError>>>(
     Ok(Summary::of(&samples).expect("LIST_CALLS is not 0"))
 }
 
-/// Each held pod's keeper and pause, found and read.
-async fn per_pod(target: &Target, pod_ids: &[String]) -> Result<PerPod, BenchError> {
-    let keepers = host::keepers(pod_ids.to_vec()).await;
+/// Each held pod's pause, found, and its keeper's and pause's memory read.
+async fn per_pod(target: &Target, pod_ids: &[String], keepers: &HashMap<String, Keeper>) -> Result<PerPod, BenchError> {
     let mut pauses = HashMap::new();
     for pod_id in pod_ids {
         if let Some(pid) = pause_pid(target, pod_id).await? {
@@ -153,9 +172,9 @@ async fn per_pod(target: &Target, pod_ids: &[String]) -> Result<PerPod, BenchErr
         keeper: keepers.values().next().map(|k| k.program.clone()),
         keepers_found: keeper_kib.len(),
         pauses_found: pause_kib.len(),
-        keeper_p50_kib: median(keeper_kib.into_values().collect()),
-        pause_p50_kib: median(pause_kib.into_values().collect()),
-        overhead_p50_kib: median(overhead.clone()),
+        keeper_p50_kib: lower_median(keeper_kib.into_values().collect()),
+        pause_p50_kib: lower_median(pause_kib.into_values().collect()),
+        overhead_p50_kib: lower_median(overhead.clone()),
         overhead_max_kib: overhead.into_iter().max(),
     })
 }
@@ -174,12 +193,6 @@ fn pid_in_info(info: &str) -> Option<u32> {
     u32::try_from(pid).ok().filter(|&pid| pid > 0)
 }
 
-/// The lower median: a value that was measured.
-fn median(mut values: Vec<u64>) -> Option<u64> {
-    values.sort_unstable();
-    values.get(values.len().checked_sub(1)? / 2).copied()
-}
-
 /// A row of the table: its name, the value as shown, and as a number where a ratio means something.
 type Row = (&'static str, String, Option<f64>);
 
@@ -188,8 +201,8 @@ impl DensityLine {
         let kib =
             |name, v: Option<u64>| (name, v.map_or("n/a".to_owned(), |v| format!("{v} KiB")), v.map(|v| v as f64));
         let ms = |name, s: f64| (name, format!("{:.1}ms", s * 1000.0), Some(s));
-        let cpu = |name, pick: fn(&CpuSeconds) -> f64| {
-            let seconds = self.daemon_cpu.as_ref().map(pick);
+        let cpu = |name, cpu: Option<CpuSeconds>, pick: fn(&CpuSeconds) -> f64| {
+            let seconds = cpu.as_ref().map(pick);
             (name, seconds.map_or("n/a".to_owned(), |s| format!("{s:.2}s")), seconds)
         };
         let text = |name, text: String| (name, text, None);
@@ -209,8 +222,9 @@ impl DensityLine {
             ms("ListContainers p99", self.list_containers.p99),
             ms("ListPodSandbox p50", self.list_pod_sandbox.p50),
             ms("ListPodSandbox p99", self.list_pod_sandbox.p99),
-            cpu("daemon CPU", |c| c.own),
-            cpu("daemon children CPU", |c| c.children),
+            cpu("daemon CPU", self.daemon_cpu, |c| c.own),
+            cpu("daemon children CPU", self.daemon_cpu, |c| c.children),
+            cpu("keepers CPU", self.keepers_cpu, |c| c.own + c.children),
         ]
     }
 }
@@ -269,10 +283,18 @@ mod tests {
     }
 
     #[test]
-    fn medians() {
-        assert_eq!(median(vec![3, 1, 2]), Some(2));
-        assert_eq!(median(vec![4, 1, 3, 2]), Some(2));
-        assert_eq!(median(vec![]), None);
+    fn keepers_cpu_counts_each_process_once() {
+        // A sleeping child: its CPU time stays put between the reads.
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let once = CpuSeconds::read(pid).unwrap();
+        let twice = keepers_cpu([pid, pid].into_iter());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(twice, Some(once));
+        assert_eq!(keepers_cpu([pid].into_iter()), None, "a process gone counts nothing");
+        assert_eq!(keepers_cpu(std::iter::empty()), None);
     }
 
     #[test]
@@ -285,6 +307,7 @@ mod tests {
             daemon_rss_before_kib: Some(10_000),
             daemon_rss_held_kib: Some(12_000),
             daemon_cpu: Some(CpuSeconds { own: 1.5, children: 0.25 }),
+            keepers_cpu: Some(CpuSeconds { own: 0.5, children: 0.25 }),
             per_pod: PerPod {
                 keeper: Some("crisp-monitor".into()),
                 keepers_found: 2,
@@ -311,6 +334,7 @@ mod tests {
         assert!(text.contains("\nper-pod overhead p50   1000 KiB            1000 KiB        1.00x\n"), "{text}");
         assert!(text.contains("\nListContainers p99     4.0ms               4.0ms           1.00x\n"), "{text}");
         assert!(text.contains("\ndaemon CPU             1.50s               1.50s           1.00x\n"), "{text}");
+        assert!(text.contains("\nkeepers CPU            0.75s               0.75s           1.00x\n"), "{text}");
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["endpoints"][0]["per_pod"]["overhead_p50_kib"], 1000);
         assert_eq!(json["endpoints"][1]["daemon_cpu"]["children"], 0.25);

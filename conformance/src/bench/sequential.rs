@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::pods::{self, IMAGE, Prepared};
 use super::report::write_table;
+use super::stats::lower_median;
 use super::{BenchError, BenchReport, Target, host, order};
 use crate::suite::TestImages;
 
@@ -137,10 +138,9 @@ async fn one_pod(target: &Target, prepared: &Prepared, purpose: &str) -> Result<
 /// The median and the largest of the samples, named after the first one's program.
 fn keeper_memory(samples: Vec<(String, u64)>) -> Option<KeeperMemory> {
     let process = samples.first()?.0.clone();
-    let mut kib: Vec<u64> = samples.into_iter().map(|(_, kib)| kib).collect();
-    kib.sort_unstable();
-    let p50 = kib[kib.len().div_ceil(2) - 1];
-    Some(KeeperMemory { process, p50_kib: p50, max_kib: *kib.last()? })
+    let kib: Vec<u64> = samples.into_iter().map(|(_, kib)| kib).collect();
+    let max_kib = *kib.iter().max()?;
+    Some(KeeperMemory { process, p50_kib: lower_median(kib)?, max_kib })
 }
 
 impl fmt::Display for SequentialReport {

@@ -35,9 +35,22 @@ fn percentile(sorted: &[Duration], percent: usize) -> Duration {
     sorted[rank - 1]
 }
 
+/// The lower median of `values`: a value that was measured; None for none.
+pub(super) fn lower_median(mut values: Vec<u64>) -> Option<u64> {
+    values.sort_unstable();
+    values.get(values.len().checked_sub(1)? / 2).copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lower_medians() {
+        assert_eq!(lower_median(vec![3, 1, 2]), Some(2));
+        assert_eq!(lower_median(vec![4, 1, 3, 2]), Some(2));
+        assert_eq!(lower_median(vec![]), None);
+    }
 
     fn ms(values: &[u64]) -> Vec<Duration> {
         values.iter().map(|&v| Duration::from_millis(v)).collect()
