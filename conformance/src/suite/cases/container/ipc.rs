@@ -5,7 +5,7 @@
 
 use k8s_cri::v1::{NamespaceMode, NamespaceOption};
 
-use super::{SH_TOP, busybox, exec_ok, pod_config, run_container, run_pod, security};
+use super::{SH_TOP, busybox, exec_ok, pod_config, pod_security, run_container, run_pod, security};
 use crate::suite::cases::ensure;
 use crate::suite::{CaseResult, Context};
 
@@ -36,8 +36,7 @@ async fn ipc_mode(context: &mut Context, mode: NamespaceMode) -> CaseResult {
         ..Default::default()
     };
     let mut config = pod_config(context, "ipc-namespace").await?;
-    let linux = config.linux.get_or_insert_with(Default::default);
-    linux.security_context.get_or_insert_with(Default::default).namespace_options = Some(options.clone());
+    pod_security(&mut config).namespace_options = Some(options.clone());
     let pod = run_pod(context, config).await?;
     let mut container = busybox(context, "ipc-namespace", SH_TOP).await?;
     security(&mut container).namespace_options = Some(options);

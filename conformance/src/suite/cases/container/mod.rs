@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use k8s_cri::v1::{
     Container, ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ContainerStatus,
     ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ExecSyncResponse, ImageSpec, LinuxContainerConfig,
-    LinuxContainerSecurityContext, ListContainersRequest, PodSandboxConfig, RemoveContainerRequest,
-    StartContainerRequest, StopContainerRequest,
+    LinuxContainerSecurityContext, LinuxSandboxSecurityContext, ListContainersRequest, PodSandboxConfig,
+    RemoveContainerRequest, StartContainerRequest, StopContainerRequest,
 };
 use tonic::Code;
 
@@ -231,6 +231,11 @@ fn strings(words: &[&str]) -> Vec<String> {
 
 /// The container's security context, made if absent.
 fn security(config: &mut ContainerConfig) -> &mut LinuxContainerSecurityContext {
+    config.linux.get_or_insert_with(Default::default).security_context.get_or_insert_with(Default::default)
+}
+
+/// The pod's security context, made if absent.
+fn pod_security(config: &mut PodSandboxConfig) -> &mut LinuxSandboxSecurityContext {
     config.linux.get_or_insert_with(Default::default).security_context.get_or_insert_with(Default::default)
 }
 

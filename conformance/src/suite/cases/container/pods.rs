@@ -8,8 +8,8 @@ use k8s_cri::v1::{DnsConfig, NamespaceMode, NamespaceOption, PortMapping, Protoc
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{
-    DEFAULT_LOG, Pod, SH_TOP, TOP, busybox, ensure_logged, exec, exec_ok, pod, pod_config, run_container, run_pod,
-    run_pod_anywhere, run_to_exit, security, status, text,
+    DEFAULT_LOG, Pod, SH_TOP, TOP, busybox, ensure_logged, exec, exec_ok, pod, pod_config, pod_security, run_container,
+    run_pod, run_pod_anywhere, run_to_exit, security, status, text,
 };
 use crate::suite::cases::ensure;
 use crate::suite::cases::pod::{DNS_OPTION, DNS_SEARCH, DNS_SERVER, free_port, status as pod_status};
@@ -61,12 +61,7 @@ async fn pid_container(context: &mut Context, mode: NamespaceMode) -> Result<Str
         ..Default::default()
     };
     let mut config = pod_config(context, "pid-namespace").await?;
-    config
-        .linux
-        .get_or_insert_with(Default::default)
-        .security_context
-        .get_or_insert_with(Default::default)
-        .namespace_options = Some(options.clone());
+    pod_security(&mut config).namespace_options = Some(options.clone());
     let pod = run_pod(context, config).await?;
     let mut container = busybox(context, "pid-namespace", PID_COMMAND).await?;
     security(&mut container).namespace_options = Some(options);
@@ -95,12 +90,7 @@ async fn network_mode(context: &mut Context, host: bool) -> CaseResult {
         ..Default::default()
     };
     let mut config = pod_config(context, "network-namespace").await?;
-    config
-        .linux
-        .get_or_insert_with(Default::default)
-        .security_context
-        .get_or_insert_with(Default::default)
-        .namespace_options = Some(options.clone());
+    pod_security(&mut config).namespace_options = Some(options.clone());
     let pod = if host { run_pod_anywhere(context, config).await? } else { run_pod(context, config).await? };
     let mut container = busybox(context, "network-namespace", &["netstat", "-lnt"]).await?;
     security(&mut container).namespace_options = Some(options);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use k8s_cri::v1::{IdMapping, NamespaceMode, PodSandboxConfig, RunPodSandboxRequest, StatusRequest, UserNamespace};
 
-use super::{Pod, busybox, log_messages, pod_config, run_pod, run_to_exit};
+use super::{Pod, busybox, log_messages, pod_config, pod_security, run_pod, run_to_exit};
 use crate::suite::cases::{ensure, rpc_failed};
 use crate::suite::{CaseResult, Context, Stop};
 
@@ -99,13 +99,7 @@ async fn userns_pod_config(
     userns: UserNamespace,
 ) -> Result<PodSandboxConfig, Stop> {
     let mut config = pod_config(context, purpose).await?;
-    let linux = config.linux.get_or_insert_with(Default::default);
-    let options = linux
-        .security_context
-        .get_or_insert_with(Default::default)
-        .namespace_options
-        .get_or_insert_with(Default::default);
-    options.userns_options = Some(userns);
+    pod_security(&mut config).namespace_options.get_or_insert_with(Default::default).userns_options = Some(userns);
     Ok(config)
 }
 
