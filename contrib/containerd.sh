@@ -21,7 +21,13 @@ log=/var/log/crisp/containerd-compare.log
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 die() { echo "containerd.sh: $*" >&2; exit 1; }
-running() { [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+# The pid file's process, if it is still this script's containerd: a pid left by one that died
+# may name another process since, which stop must not kill.
+running() {
+  local pid
+  pid=$(cat "$pidfile" 2>/dev/null) && [ -n "$pid" ] || return 1
+  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "$config"
+}
 
 write_config() {
   cat >"$config" <<EOF
@@ -82,8 +88,8 @@ start() {
   fi
   if ! command -v containerd >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends containerd
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends containerd; } ||
+      die "containerd is not installed and apt-get could not install it"
   fi
   # Debian enables its own containerd; it would serve /run/containerd beside this one.
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
@@ -173,8 +179,9 @@ stop() {
   rm -rf --one-file-system "$state" "$socket" "$socket.ttrpc" "$config"
   rmdir /run/containerd/s /run/containerd 2>/dev/null || true
   if [ "$left" = 1 ]; then
-    echo "containerd.sh: pods were left (no crictl to remove them through the CRI): their processes" \
-      "and mounts are gone, but their CNI addresses may still be reserved under /var/lib/cni/networks" >&2
+    echo "containerd.sh: pods were left (crictl missing or failing to remove them through the CRI):" \
+      "their processes and mounts are gone, but their CNI addresses may still be reserved under" \
+      "/var/lib/cni/networks" >&2
     return 1
   fi
   echo "containerd stopped; nothing of it is left running"
