@@ -87,6 +87,12 @@ pub async fn run(config: &FloorConfig, count: NonZeroUsize) -> Result<FloorRepor
     if unsafe { libc::geteuid() } != 0 {
         return Err(FloorError::NotRoot);
     }
+    // The pods' inits outlive the runc that made them; as the subreaper this process gets them
+    // instead of PID 1, which on this host never reaps them, and reaps them after delete.
+    // SAFETY: prctl with plain integers.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(FloorError::io("cannot become a child subreaper", io::Error::last_os_error()));
+    }
     let config = config.clone();
     let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
     let stopped = stop.0.clone();

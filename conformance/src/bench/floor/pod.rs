@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::runc::Runtime;
 use super::setup::Setup;
 use super::{FloorError, bundle, mount, netns};
 
@@ -49,9 +50,10 @@ struct Pod<'a> {
     netns: Option<PathBuf>,
     /// Set once ADD ran, with its final result if it succeeded: DEL runs either way.
     cni: Option<Option<Value>>,
-    pause: Option<String>,
+    /// The runtime ID, and the init's pid once created.
+    pause: Option<(String, Option<u32>)>,
     overlay: Option<PathBuf>,
-    container: Option<String>,
+    container: Option<(String, Option<u32>)>,
 }
 
 impl<'a> Pod<'a> {
@@ -80,8 +82,9 @@ impl<'a> Pod<'a> {
         let pause_id = format!("{}-pause", self.id);
         let spec = bundle::pause(&self.setup.rootfs(), &netns, &self.cgroups_path(&pause_id));
         let bundle = self.bundle("pause", &spec)?;
-        self.pause = Some(pause_id.clone());
+        self.pause = Some((pause_id.clone(), None));
         let pause_pid = self.setup.runtime.create(&pause_id, &bundle)?;
+        self.pause = Some((pause_id.clone(), Some(pause_pid)));
         self.setup.runtime.start(&pause_id)?;
         let pause = step.elapsed();
 
@@ -90,8 +93,9 @@ impl<'a> Pod<'a> {
         let container_id = format!("{}-sleep", self.id);
         let spec = bundle::container(&rootfs, pause_pid, &self.cgroups_path(&container_id));
         let bundle = self.bundle("sleep", &spec)?;
-        self.container = Some(container_id.clone());
-        self.setup.runtime.create(&container_id, &bundle)?;
+        self.container = Some((container_id.clone(), None));
+        let container_pid = self.setup.runtime.create(&container_id, &bundle)?;
+        self.container = Some((container_id.clone(), Some(container_pid)));
         self.setup.runtime.start(&container_id)?;
         let container = step.elapsed();
 
@@ -129,14 +133,14 @@ impl<'a> Pod<'a> {
     fn teardown(&mut self) -> Vec<String> {
         let mut left = Vec::new();
         let runtime = &self.setup.runtime;
-        if let Some(id) = self.container.take() {
-            left.extend(runtime.delete(&id).err().map(|e| e.to_string()));
+        if let Some((id, pid)) = self.container.take() {
+            left.extend(delete(runtime, &id, pid));
         }
         if let Some(rootfs) = self.overlay.take() {
             left.extend(mount::unmount(&rootfs, false).err().map(|e| format!("overlay {}: {e}", rootfs.display())));
         }
-        if let Some(id) = self.pause.take() {
-            left.extend(runtime.delete(&id).err().map(|e| e.to_string()));
+        if let Some((id, pid)) = self.pause.take() {
+            left.extend(delete(runtime, &id, pid));
         }
         if let (Some(added), Some(netns)) = (self.cni.take(), &self.netns) {
             left.extend(self.setup.chain.del(&self.id, netns, added.as_ref()).err().map(|e| e.to_string()));
@@ -150,6 +154,19 @@ impl<'a> Pod<'a> {
         }
         left
     }
+}
+
+/// Deletes container `id` and reaps its init `pid`, which [`super::run`] made this process's
+/// child: this host's PID 1 reaps no orphan, so it would stay a zombie. runc's delete returns
+/// once the init is dead, so the wait never blocks. What is left, in words.
+fn delete(runtime: &Runtime, id: &str, pid: Option<u32>) -> Option<String> {
+    if let Err(error) = runtime.delete(id) {
+        return Some(error.to_string());
+    }
+    let pid = libc::pid_t::try_from(pid?).ok()?;
+    // SAFETY: waitpid writes only the status it is given.
+    let reaped = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+    (reaped != pid).then(|| format!("{id}: its init {pid} was not reaped: {}", io::Error::last_os_error()))
 }
 
 impl Drop for Pod<'_> {
