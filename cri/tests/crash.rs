@@ -103,7 +103,9 @@ impl World {
     }
 
     fn logs(&self) -> String {
-        let logs = self.daemon.as_ref().map(Daemon::logs).unwrap_or_default();
+        // Read lossily: a log quoting bytes that are not UTF-8 must still show.
+        let bytes = self.daemon.as_ref().and_then(|d| fs::read(&d.log).ok()).unwrap_or_default();
+        let logs = String::from_utf8_lossy(&bytes);
         let mut tail = logs.len().saturating_sub(20_000);
         while !logs.is_char_boundary(tail) {
             tail += 1;
@@ -246,21 +248,12 @@ impl World {
         daemon.wait_exit(Duration::from_secs(10)).await;
         // Its log stays in the lab's dir; the next daemon writes a new one.
         drop(daemon);
-        let mut daemon = self.lab.start();
-        let endpoint = Endpoint::parse(daemon.socket.to_str().unwrap()).unwrap();
+        self.daemon = Some(self.lab.start());
+        let endpoint = Endpoint::parse(self.lab.socket().to_str().unwrap()).unwrap();
         match CriClient::connect(&endpoint, &endpoint).await {
             Ok(client) => self.client = client,
-            Err(e) => {
-                let exited = daemon.child.try_wait().ok().flatten();
-                let listeners = listeners(&daemon.socket);
-                panic!(
-                    "{}: connecting after the restart: {e} (crisp exited: {exited:?}; listening: {listeners:?})\n{}",
-                    self.iteration,
-                    daemon.logs()
-                )
-            }
+            Err(e) => self.rpc_failed("connecting after the restart", e),
         }
-        self.daemon = Some(daemon);
     }
 
     /// Stops and removes every pod and container and the multi-layer image.
@@ -304,7 +297,7 @@ impl World {
         items.into_iter().map(|c| (c.id, (c.pod_sandbox_id, c.state))).collect()
     }
 
-    fn rpc_failed(&mut self, rpc: &str, e: tonic::Status) -> ! {
+    fn rpc_failed(&mut self, rpc: &str, e: impl std::fmt::Display) -> ! {
         let exited = self.daemon.as_mut().and_then(|d| d.child.try_wait().ok().flatten());
         let listeners = listeners(&self.lab.socket());
         let pid = self.daemon.as_ref().map(|d| d.child.id());
