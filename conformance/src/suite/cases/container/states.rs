@@ -7,12 +7,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use k8s_cri::v1::{ContainerState, ContainerStatus};
 
-use super::{busybox, by_id, create, ensure_state, list, pod, start, status, wait_state};
+use super::{busybox, by_id, create, ensure_state, exec_ok, list, pod, start, status, wait_state};
 use crate::suite::cases::ensure;
 use crate::suite::{CaseResult, Context};
 
 /// What the container exits with after it has been seen running.
 const EXIT_CODE: i32 = 3;
+/// The file whose creation tells the container to exit.
+const GO: &str = "/tmp/exit-now";
 
 /// CREATED: a creation time, no start or finish, no exit code or reason. RUNNING: a start time
 /// from StartContainer's call, still no finish. EXITED on its own with code 3: that code, reason
@@ -20,7 +22,8 @@ const EXIT_CODE: i32 = 3;
 /// before now. The image and its resolved reference throughout.
 pub async fn every_state(context: &mut Context) -> CaseResult {
     let pod = pod(context, "container-states").await?;
-    let command = format!("sleep 2; exit {EXIT_CODE}");
+    // It exits when told, not after a sleep: a start slower than the sleep would skip RUNNING.
+    let command = format!("until [ -e {GO} ]; do sleep 0.1; done; exit {EXIT_CODE}");
     let config = busybox(context, "states", &["sh", "-c", &command]).await?;
     let id = create(context, &pod, &config).await?;
 
@@ -44,6 +47,7 @@ pub async fn every_state(context: &mut Context) -> CaseResult {
     })?;
     ensure(running.finished_at == 0, || format!("RUNNING: {}", times(&running)))?;
     ensure_no_exit(&running, "RUNNING")?;
+    exec_ok(context, &id, &["touch", GO]).await?;
 
     let exited = wait_state(context, &id, ContainerState::ContainerExited).await?;
     let now = now_ns();
