@@ -32,19 +32,28 @@ pub async fn run(targets: &[Target], images: &TestImages, iterations: NonZeroUsi
     }
 
     let mut samples = vec![Vec::with_capacity(iterations.get()); targets.len()];
-    for iteration in 0..iterations.get() {
-        for index in order(targets.len(), iteration) {
-            let target = &targets[index];
-            remove(target, &reference).await?;
-            let started = Instant::now();
-            let pull = PullImageRequest { image: spec(&reference), auth: None, sandbox_config: None };
-            call(target, "PullImage", target.client.image.clone().pull_image(pull)).await?;
-            samples[index].push(started.elapsed());
+    let measured = async {
+        for iteration in 0..iterations.get() {
+            for index in order(targets.len(), iteration) {
+                let target = &targets[index];
+                remove(target, &reference).await?;
+                let started = Instant::now();
+                let pull = PullImageRequest { image: spec(&reference), auth: None, sandbox_config: None };
+                call(target, "PullImage", target.client.image.clone().pull_image(pull)).await?;
+                samples[index].push(started.elapsed());
+            }
         }
-    }
+        Ok::<_, BenchError>(())
+    };
+    let measured = measured.await;
+    // Every target's copy goes, also when a pull failed on one of them.
+    let mut removed = Ok(());
     for target in targets.iter() {
-        remove(target, &reference).await?;
+        removed = removed.and(remove(target, &reference).await);
     }
+    // A failed measurement is the error to report, before a failed clean-up after it.
+    measured?;
+    removed?;
 
     let what = format!("PullImage {reference}, removed before each pull");
     let times = targets.iter().map(|t| &t.endpoint).zip(samples).collect();
