@@ -33,10 +33,7 @@ pub async fn run(
 ) -> Result<BurstReport, BenchError> {
     let prepared: Vec<_> = pods::prepare_all(targets, images).await?.into_iter().map(Arc::new).collect();
     let measured = measure(targets, &prepared, pods, rounds).await;
-    let mut finished = Ok(());
-    for (target, prepared) in targets.iter().zip(&prepared) {
-        finished = finished.and(prepared.finish(target).await);
-    }
+    let finished = pods::finish_all(targets, prepared.iter().map(|p| &**p)).await;
     // A failed measurement is the error to report, before a failed clean-up after it.
     let walls = measured?;
     finished?;

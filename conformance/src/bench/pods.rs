@@ -62,15 +62,25 @@ pub(super) async fn prepare_all(targets: &[Target], images: &TestImages) -> Resu
         match prepare(target, images).await {
             Ok(ready) => prepared.push(ready),
             Err(error) => {
-                for (target, ready) in targets.iter().zip(&prepared) {
-                    // The failure to prepare is the one to report; this clean-up is best effort.
-                    let _ = ready.finish(target).await;
-                }
+                // The failure to prepare is the one to report; this clean-up is best effort.
+                let _ = finish_all(targets, &prepared).await;
                 return Err(error);
             }
         }
     }
     Ok(prepared)
+}
+
+/// [`Prepared::finish`] of every target, each tried whatever failed before: the first error.
+pub(super) async fn finish_all<'a>(
+    targets: &[Target],
+    prepared: impl IntoIterator<Item = &'a Prepared>,
+) -> Result<(), BenchError> {
+    let mut finished = Ok(());
+    for (target, prepared) in targets.iter().zip(prepared) {
+        finished = finished.and(prepared.finish(target).await);
+    }
+    finished
 }
 
 impl Prepared {

@@ -70,10 +70,7 @@ struct Sample {
 pub async fn run(targets: &[Target], images: &TestImages, count: NonZeroUsize) -> Result<SequentialReport, BenchError> {
     let prepared = pods::prepare_all(targets, images).await?;
     let measured = measure(targets, &prepared, count).await;
-    let mut finished = Ok(());
-    for (target, prepared) in targets.iter().zip(&prepared) {
-        finished = finished.and(prepared.finish(target).await);
-    }
+    let finished = pods::finish_all(targets, &prepared).await;
     // A failed measurement is the error to report, before a failed clean-up after it.
     let samples = measured?;
     finished?;
