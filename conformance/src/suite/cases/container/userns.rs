@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use k8s_cri::v1::{IdMapping, NamespaceMode, PodSandboxConfig, RunPodSandboxRequest, StatusRequest, UserNamespace};
+use tonic::Code;
 
 use super::{Pod, busybox, log_messages, pod_config, pod_security, run_pod, run_to_exit};
 use crate::suite::cases::{ensure, rpc_failed};
@@ -138,6 +139,10 @@ async fn refused(context: &mut Context, purpose: &str, userns: UserNamespace) ->
             let id = response.into_inner().pod_sandbox_id;
             context.made_pod(id.clone());
             Err(format!("RunPodSandbox with user namespace options {userns:?} made pod {id}").into())
+        }
+        // A runtime that went away or did not answer in time refused nothing.
+        Err(status) if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled) => {
+            Err(rpc_failed("RunPodSandbox", status).into())
         }
         Err(_) => Ok(()),
     }
