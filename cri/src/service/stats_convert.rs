@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crisp_network::interface_stats::{InterfaceStats, read_interfaces};
+use crisp_network::interface_stats::{InterfaceStats, InterfaceStatsError, read_interfaces};
 use crisp_pod::SandboxView;
 use crisp_runtime::container::{ContainerState, ContainerView};
 use crisp_runtime::stats::{CgroupStats, CpuUsage, Hierarchy, MemoryUsage, cgroup_dir};
@@ -129,7 +129,14 @@ pub async fn sample_pod(daemon: &Daemon, view: SandboxView) -> Result<Option<Pod
             Err(e) if e.is_gone() => return Ok(None),
             Err(e) => return Err(internal(e)),
         };
-        let interfaces = pid.map(read_interfaces).transpose().map_err(internal)?;
+        let interfaces = match pid.map(read_interfaces).transpose() {
+            Ok(interfaces) => interfaces,
+            // The pause exited after its cgroup was read: the pod is being stopped.
+            Err(InterfaceStatsError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(None);
+            }
+            Err(e) => return Err(internal(e)),
+        };
         Ok(Some((pause, interfaces)))
     });
     let Some((pause, interfaces)) = read.await.map_err(internal)?? else { return Ok(None) };

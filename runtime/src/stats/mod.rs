@@ -26,9 +26,11 @@ pub enum StatsError {
 }
 
 impl StatsError {
-    /// The cgroup is not there: its processes ended and the runtime removed it.
+    /// The cgroup is not there: its processes ended and the runtime removed it, or is removing
+    /// it (the kernel answers ENODEV for the files of a cgroup going offline).
     pub fn is_gone(&self) -> bool {
-        matches!(self, StatsError::Read { source, .. } if source.kind() == io::ErrorKind::NotFound)
+        matches!(self, StatsError::Read { source, .. }
+            if source.kind() == io::ErrorKind::NotFound || source.raw_os_error() == Some(libc::ENODEV))
     }
 }
 

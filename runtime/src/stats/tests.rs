@@ -104,6 +104,9 @@ fn missing_cgroup_is_gone_and_garbage_is_a_parse_error() {
     write(&root.path().join("bad"), &[("cpu.stat", "usage_usec lots\n")]);
     let err = Hierarchy::V2(root.path().to_owned()).read(Path::new("bad")).unwrap_err();
     assert!(matches!(err, StatsError::Parse { ref field, .. } if field == "usage_usec"), "{err}");
+    let offline = StatsError::Read { path: "x".into(), source: std::io::Error::from_raw_os_error(libc::ENODEV) };
+    assert!(offline.is_gone(), "{offline}");
+    assert!(!StatsError::Read { path: "x".into(), source: std::io::Error::from_raw_os_error(libc::EACCES) }.is_gone());
 }
 
 #[test]
