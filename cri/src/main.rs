@@ -60,8 +60,15 @@ fn print_config(config: &Config) -> ExitCode {
     }
 }
 
+const IDLE_THREAD_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn run(config: Config) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Idle blocking threads leave after 2 s, not tokio's 10: the periodic blocking work (the exit
+    // scan, stats) wakes the idle ones in turn, so with 10 s each is woken before it times out
+    // and a load's peak of threads would stay for the daemon's life.
+    let built =
+        tokio::runtime::Builder::new_multi_thread().enable_all().thread_keep_alive(IDLE_THREAD_KEEP_ALIVE).build();
+    let runtime = match built {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("crisp: cannot start the async runtime: {e}");
