@@ -3,6 +3,7 @@
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -57,6 +58,9 @@ enum Workload {
     Burst(BurstArgs),
     /// Pods held at once: the daemon's RSS and CPU, each pod's overhead, list latencies.
     Density(DensityArgs),
+    /// Pods held while readers call the read RPCs and churners run pods through their life:
+    /// each RPC's latencies, every error, the daemon's RSS, fds and threads before, during, after.
+    Load(LoadArgs),
     /// Cold pulls of the lab's multi-layer image: removed before each pull.
     Pull(PullArgs),
     /// Pods with a running container made directly, with no daemon (netns, CNI ADD, the OCI
@@ -167,6 +171,33 @@ struct DensityArgs {
 }
 
 #[derive(Args)]
+struct LoadArgs {
+    /// The socket to load.
+    #[arg(long, default_value = DEFAULT_ENDPOINT)]
+    endpoint: String,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Pods held through the load.
+    #[arg(long, default_value = "100")]
+    pods: usize,
+    /// Running containers in each held pod.
+    #[arg(long, default_value = "2")]
+    containers: NonZeroUsize,
+    /// Clients calling the read RPCs in a loop.
+    #[arg(long, default_value = "10")]
+    readers: usize,
+    /// Clients running pods through their whole life, one after another.
+    #[arg(long, default_value = "5")]
+    churners: usize,
+    /// How long the load lasts, in seconds.
+    #[arg(long, default_value = "60")]
+    seconds: u64,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Args)]
 struct PullArgs {
     #[command(flatten)]
     targets: TargetArgs,
@@ -263,6 +294,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let targets = targets(&args.targets).await?;
             let (images, _lab) = test_images(&args.registry, false).await?;
             report(&args.targets, bench::density::run(&targets, &images, args.pods).await?)
+        }
+        Some(Workload::Load(args)) => {
+            let endpoint = Endpoint::parse(&args.endpoint)?;
+            let target = Target { client: CriClient::connect(&endpoint, &endpoint).await?, endpoint };
+            let (images, _lab) = test_images(&args.registry, false).await?;
+            let config = bench::load::LoadConfig {
+                pods: args.pods,
+                containers: args.containers,
+                readers: args.readers,
+                churners: args.churners,
+                duration: Duration::from_secs(args.seconds),
+                tolerate_unavailable: false,
+            };
+            let report = bench::load::run(&target, &images, &config).await?;
+            print!("{report}");
+            write_json(args.json.as_deref(), &report)?;
+            // The load must pass without an error: one is a failure of the runtime.
+            Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Some(Workload::Pull(args)) => {
             let targets = targets(&args.targets).await?;

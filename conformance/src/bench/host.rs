@@ -74,6 +74,18 @@ fn vm_rss_kib(status: &str) -> Option<u64> {
     value.trim().strip_suffix("kB")?.trim().parse().ok()
 }
 
+/// The threads of `pid`; None once it is gone.
+pub(super) fn threads(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Threads:"))?.trim().parse().ok()
+}
+
+/// The files `pid` holds open; None once it is gone or when they cannot be read (another
+/// user's process, unless root).
+pub(super) fn fd_count(pid: u32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
 /// CPU seconds a process used, user and system added.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct CpuSeconds {

@@ -6,6 +6,7 @@ pub mod burst;
 pub mod density;
 pub mod floor;
 mod host;
+pub mod load;
 mod pods;
 pub mod pull;
 mod report;

@@ -27,7 +27,7 @@ pub(super) struct Prepared {
     /// Whether [`prepare`] pulled the image, so that [`Prepared::finish`] removes it again.
     pulled: bool,
     /// Every pod of the run carries it as a label: one left by a failure is easy to find.
-    run_token: String,
+    pub(super) run_token: String,
 }
 
 /// Checks that `target`'s pod network is ready and pulls the container's image where absent.
@@ -141,12 +141,25 @@ pub(super) async fn launch(target: &Target, prepared: &Prepared, pod: PodSandbox
 }
 
 /// Creates and starts the `sleep` container in pod `pod_id`: its ID and the two times.
-async fn container(
+pub(super) async fn container(
     target: &Target,
     prepared: &Prepared,
     pod_id: &str,
     pod: PodSandboxConfig,
 ) -> Result<(String, Duration, Duration), BenchError> {
+    let request = create_request(prepared, pod_id, pod);
+    let started = Instant::now();
+    let id =
+        call(target, "CreateContainer", target.client.runtime.clone().create_container(request)).await?.container_id;
+    let create = started.elapsed();
+    let started = Instant::now();
+    let request = StartContainerRequest { container_id: id.clone() };
+    call(target, "StartContainer", target.client.runtime.clone().start_container(request)).await?;
+    Ok((id, create, started.elapsed()))
+}
+
+/// CreateContainer of a fresh `sleep` container in pod `pod_id`, made with config `pod`.
+pub(super) fn create_request(prepared: &Prepared, pod_id: &str, pod: PodSandboxConfig) -> CreateContainerRequest {
     let reference = &prepared.reference;
     let config = ContainerConfig {
         metadata: Some(ContainerMetadata { name: format!("bench-{}", fresh_token()), attempt: 0 }),
@@ -156,16 +169,7 @@ async fn container(
         linux: Some(Default::default()),
         ..Default::default()
     };
-    let request =
-        CreateContainerRequest { pod_sandbox_id: pod_id.to_owned(), config: Some(config), sandbox_config: Some(pod) };
-    let started = Instant::now();
-    let id =
-        call(target, "CreateContainer", target.client.runtime.clone().create_container(request)).await?.container_id;
-    let create = started.elapsed();
-    let started = Instant::now();
-    let request = StartContainerRequest { container_id: id.clone() };
-    call(target, "StartContainer", target.client.runtime.clone().start_container(request)).await?;
-    Ok((id, create, started.elapsed()))
+    CreateContainerRequest { pod_sandbox_id: pod_id.to_owned(), config: Some(config), sandbox_config: Some(pod) }
 }
 
 /// Stops and removes the container, then the pod, each step timed: StopContainer,
