@@ -133,8 +133,19 @@ impl Daemon {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if UnixStream::connect(&self.socket).is_ok() {
-                return;
+            if let Ok(stream) = UnixStream::connect(&self.socket) {
+                // A connection is queued by whoever holds the listening socket: after a kill,
+                // that can still be a process which inherited the old daemon's, and which
+                // nobody accepts on. Ready is this daemon listening.
+                match listener_pid(&stream) {
+                    Some(pid) if pid == self.child.id() => return,
+                    other => eprintln!(
+                        "{} is served by {other:?} ({}), not the crisp just started ({})",
+                        self.socket.display(),
+                        other.map(cmdline).unwrap_or_default(),
+                        self.child.id()
+                    ),
+                }
             }
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("crisp exited during start ({status}):\n{}", self.logs());
@@ -224,4 +235,14 @@ pub async fn send_to_pod(ip: std::net::IpAddr, port: u16, n: u64) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("nothing in the pod answers at {ip}:{port}");
+}
+
+/// The pid of the process that listens on the other end of `stream` (SO_PEERCRED).
+fn listener_pid(stream: &UnixStream) -> Option<u32> {
+    let creds = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials).ok()?;
+    u32::try_from(creds.pid()).ok()
+}
+
+fn cmdline(pid: u32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline")).map(|b| String::from_utf8_lossy(&b).replace('\0', " ")).unwrap_or_default()
 }
