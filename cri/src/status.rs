@@ -128,9 +128,8 @@ impl ToStatus for &crisp_runtime::container::ContainerError {
             E::NotCreated { .. } | E::NotRunning(_) => Status::failed_precondition(message),
             E::Prepare { kind: PrepareFailure::Invalid, .. } => Status::invalid_argument(message),
             E::Prepare { kind: PrepareFailure::Missing, .. } => Status::failed_precondition(message),
-            E::Monitor(MonitorError::CreateTimeout { .. }) | E::Oci(OciError { kind: OciErrorKind::Timeout(_), .. }) => {
-                Status::deadline_exceeded(message)
-            }
+            E::Monitor(MonitorError::CreateTimeout { .. })
+            | E::Oci(OciError { kind: OciErrorKind::Timeout(_), .. }) => Status::deadline_exceeded(message),
             _ if is_exhausted(self) => Status::resource_exhausted(message),
             _ => Status::internal(message),
         }
