@@ -593,7 +593,9 @@ async fn a_runtime_that_refuses_the_host_fails_only_its_pods() {
     match result {
         Ok(r) => ids.push(r.into_inner().pod_sandbox_id),
         Err(err) => {
-            // The runtime's own reason, naming the runtime: nothing is probed at start for this.
+            // The handler named, with the runtime's own reason: nothing is probed at start for this.
+            assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+            assert_contains(err.message(), "runtime handler \"crun\" cannot run pods here");
             assert_contains(err.message(), "with /usr/bin/crun: ");
             if std::path::Path::new("/sys/fs/cgroup/unified").exists() {
                 assert_contains(err.message(), "cgroups in hybrid mode not supported");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crisp_network::cni::{Cni, PodNetworkRequest};
 use crisp_network::netns;
 use crisp_runtime::events::EventKind;
-use crisp_runtime::monitor::Monitor;
+use crisp_runtime::monitor::{Monitor, MonitorError};
 use crisp_runtime::oci::{OciRuntime, OciStatus};
 use crisp_runtime::persist::create_private_dir;
 use crisp_runtime::{CgroupManager, ContainerId, Handler, HandlerName, OomScoreAdjPolicy};
@@ -404,12 +404,16 @@ impl Pods {
         let monitor_dir = dirs.monitor();
         let binary = self.config.monitor_binary.clone();
         let request = runtime.create_request(record.id.container_id().clone(), bundle.clone(), dirs.pause_exit());
+        let handler = runtime.handler().name.clone();
         let pid = blocking(move || {
             std::fs::create_dir_all(&bundle).map_err(PodError::io(format!("creating {}", bundle.display())))?;
             let config_json = bundle.join("config.json");
             spec.save(&config_json)?;
             let monitor = Monitor::spawn(&binary, &monitor_dir)?;
-            Ok(monitor.create(&request)?)
+            monitor.create(&request).map_err(|e| match e {
+                e @ MonitorError::Runtime { .. } => PodError::HandlerRefused { handler, source: e },
+                e => e.into(),
+            })
         })
         .await?;
         let start_time = process_start_time(pid);
