@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,7 +36,7 @@ pub enum ServerError {
     SocketGroup { group: String, reason: String },
     #[error("{0} exists and is not a socket: refusing to replace it")]
     NotASocket(PathBuf),
-    #[error("another crisp holds the root {path} (lock {lock}): stop it first")]
+    #[error("another crisp holds the root or state {path} (lock {lock}): stop it first")]
     RootInUse { path: PathBuf, lock: PathBuf },
     #[error(transparent)]
     Daemon(#[from] DaemonError),
@@ -59,6 +59,10 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         fs::DirBuilder::new().recursive(true).mode(0o711).create(dir).map_err(io_err(dir))?;
     }
     let _lock = lock_root(&config.server.root)?;
+    // Start removes the runtime containers, mounts and netns under `state` that no record of
+    // this root owns: a second crisp on the same state would destroy the first one's pods.
+    let _state_lock =
+        if same_dir(&config.server.state, &config.server.root) { None } else { Some(lock_root(&config.server.state)?) };
     let gid = socket_group(&config.server.group)?;
     let daemon = Arc::new(Daemon::new(config).await?);
     // Containers undone at start, or whose creation was cut short, held their images.
@@ -122,7 +126,15 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     result
 }
 
-/// One daemon per root: two would write the same records.
+/// Whether two paths name one directory (`root` and `state` may be configured as the same).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => a == b,
+    }
+}
+
+/// One daemon per root (and per state): two would write the same records.
 fn lock_root(root: &Path) -> Result<Flock<File>, ServerError> {
     let path = root.join("crisp.lock");
     let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;

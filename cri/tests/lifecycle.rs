@@ -132,6 +132,17 @@ async fn a_live_daemon_is_not_replaced() {
     assert_contains(&err, "another crisp holds the root");
     assert!(!other.socket().exists());
 
+    // Another root and socket on the same state: its start would remove the first one's
+    // runtime containers and mounts as no record's, so the state's lock refuses it first.
+    let text = fs::read_to_string(other.write_config(""))
+        .unwrap()
+        .replace(&format!("state = {:?}", other.path("state")), &format!("state = {:?}", lab.path("state")));
+    fs::write(&config, text).unwrap();
+    let (status, _, err) = crisp(&["--config", config.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_contains(&err, &format!("another crisp holds the root or state {}", lab.path("state").display()));
+    assert!(!other.socket().exists());
+
     first.client().await.runtime.version(VersionRequest::default()).await.unwrap();
 }
 
