@@ -505,16 +505,7 @@ impl World {
     }
 
     async fn assert_consistent(&mut self, when: &str, context: &str) {
-        // The kernel frees a removed netns, and the veth in it, in its own time: what is still
-        // wrong after a few seconds is a leak, not teardown in flight.
-        let mut problems = self.problems().await;
-        for _ in 0..10 {
-            if problems.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            problems = self.problems().await;
-        }
+        let problems = self.problems().await;
         assert!(
             problems.is_empty(),
             "{context}: {when}:\n  {}\n--- crisp's log (tail) ---\n{}",
