@@ -94,7 +94,7 @@ impl ToStatus for &crisp_pod::PodError {
             }
             E::NotFound(_) => Status::not_found(message),
             E::AlreadyExists(_) => Status::already_exists(message),
-            E::NetworkNotReady(_) | E::NotReady(_) | E::HandlerRefused { .. } => Status::failed_precondition(message),
+            E::NetworkNotReady(_) | E::NotReady(_) => Status::failed_precondition(message),
             // A CNI plugin or the runtime overran its time and was killed.
             E::Cni(crisp_network::cni::CniError::Timeout { .. })
             | E::Monitor(MonitorError::CreateTimeout { .. })

@@ -36,9 +36,9 @@ pub enum PodError {
     Oci(#[from] crisp_runtime::oci::OciError),
     #[error(transparent)]
     Monitor(#[from] crisp_runtime::monitor::MonitorError),
-    /// The handler's runtime refused the pause container crisp made for it: the runtime cannot
-    /// run on this host (Debian's crun 1.8 on a cgroup v1 hybrid host), not this pod's fault.
-    #[error("runtime handler \"{handler}\" cannot run pods here: it refused the pause container: {source}")]
+    /// The handler's runtime refused the pause container: named, since a runtime that cannot
+    /// run on this host (Debian's crun 1.8 on a cgroup v1 hybrid host) fails only its own pods.
+    #[error("runtime handler \"{handler}\" refused the pod's pause container: {source}")]
     HandlerRefused { handler: crisp_runtime::HandlerName, source: crisp_runtime::monitor::MonitorError },
     #[error("sandbox records: {0}")]
     Store(#[from] StoreError),
